@@ -1,0 +1,516 @@
+// One client connection: startup and auth, then its messages go to whatever server the pool lends it,
+// and ReadyForQuery decides when the server goes back.
+
+import type net from 'node:net';
+import { randomInt } from 'node:crypto';
+import { Frontend, TxStatus } from '../protocol/codes.ts';
+import { MessageScanner, typeSet, typeName, type ScanSink } from '../protocol/scanner.ts';
+import * as build from '../protocol/build.ts';
+import { ErrorCodes, PoolerError } from '../errors.ts';
+import { ClientAuth, type AuthStep } from './auth.ts';
+import { parseOptions, parseStartupPacket, startupPacketLength } from './startup.ts';
+import type { ServerConn, ServerPeer } from '../server/server.ts';
+import type { Pool, Waiter } from '../pool/pool.ts';
+import type { QueueEntry } from '../pool/queue.ts';
+import type { Logger } from '../log.ts';
+import type { PoolMode, Settings } from '../config/types.ts';
+import type { UserSecret } from '../auth/userlist.ts';
+import { sendCancel } from '../server/connect.ts';
+
+export type ClientState = 'login' | 'idle' | 'waiting' | 'active' | 'closed';
+
+export interface ResolvedPool {
+  pool: Pool;
+  mode: PoolMode;
+  /** parameters the database line forces on every server (they are not the client's to change at login) */
+  serverParams: Record<string, string>;
+}
+
+/** What a client needs from the pooler that owns it. */
+export interface ClientHost {
+  readonly log: Logger;
+  settings(): Settings;
+  secretFor(user: string): UserSecret | undefined;
+  resolvePool(database: string, user: string): ResolvedPool | PoolerError;
+  /** a client proved a SCRAM secret: its ClientKey lets pooler log in to PostgreSQL as that user */
+  rememberClientKey(pool: Pool, clientKey: Buffer): void;
+  registerCancelKey(client: ClientConn): void;
+  cancel(pid: number, key: number): void;
+  clientClosed(client: ClientConn, reason: string): void;
+}
+
+/** Messages a client may send once logged in; anything else is a protocol violation. */
+const validTypes = typeSet([
+  Frontend.Bind, Frontend.Close, Frontend.CopyData, Frontend.CopyDone, Frontend.CopyFail, Frontend.Describe,
+  Frontend.Execute, Frontend.Flush, Frontend.FunctionCall, Frontend.Parse, Frontend.Query, Frontend.Sync, Frontend.Terminate,
+]);
+/** Every type but CopyData is inspected: they are small, and invalid types must be caught whole. */
+const inspectTypes = (() => {
+  const t = new Uint8Array(256).fill(1);
+  t[Frontend.CopyData] = 0;
+  return t;
+})();
+/** Extended-protocol messages that leave the server owing a Sync. */
+const needsSync = typeSet([Frontend.Parse, Frontend.Bind, Frontend.Describe, Frontend.Execute, Frontend.Close]);
+/** Reported parameters that describe the server or role, not settings a session can SET. */
+const readOnlyReported = new Set(['server_version', 'server_encoding', 'integer_datetimes', 'is_superuser', 'session_authorization', 'in_hot_standby']);
+/** Startup parameters that are not session settings. */
+const notSettings = new Set(['user', 'database', 'options', 'replication']);
+
+let nextId = 1;
+
+export class ClientConn implements ScanSink, ServerPeer {
+  readonly id = nextId++;
+  readonly socket: net.Socket;
+  readonly host: ClientHost;
+  readonly remote: string;
+  readonly connectedAt = Date.now();
+  state: ClientState = 'login';
+  user = '';
+  database = '';
+  /** pooler's own BackendKeyData for this client */
+  readonly cancelPid = randomInt(1, 0x7fffffff);
+  readonly cancelKey = randomInt(0, 0x7fffffff);
+  pool: Pool | null = null;
+  mode: PoolMode = 'transaction';
+  server: ServerConn | null = null;
+  /** session settings the client asked for (lower-case name → value); applied to each server it gets */
+  readonly settings = new Map<string, string>();
+  lastActivity = Date.now();
+  /** ReadyForQuery messages owed to the client for what it has sent */
+  private pendingReady = 0;
+  /** extended-protocol messages sent since the last Sync */
+  private unsynced = false;
+  private readonly queue: Buffer[] = [];
+  private waitHandle: QueueEntry<unknown> | null = null;
+  private startBuf: Buffer = Buffer.alloc(0);
+  private auth: ClientAuth | null = null;
+  private scanner: MessageScanner | null = null;
+  private terminated = false;
+  private pausedForServer = false;
+  private pausedForDrain = false;
+  private loginTimer: NodeJS.Timeout | null = null;
+
+  constructor(socket: net.Socket, host: ClientHost) {
+    this.socket = socket;
+    this.host = host;
+    this.remote = `${socket.remoteAddress ?? 'unix'}:${socket.remotePort ?? 0}`;
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', (e) => this.close(`client socket error: ${e.message}`));
+    socket.on('close', () => this.close('client closed the connection'));
+    socket.on('drain', () => this.onDrain());
+    const timeout = host.settings().client_login_timeout;
+    if (timeout > 0) {
+      this.loginTimer = setTimeout(() => this.fail(new PoolerError(ErrorCodes.loginTimeout, 'client_login_timeout')), timeout);
+    }
+  }
+
+  get inspectAll(): boolean {
+    return false;
+  }
+
+  /** The server owes this client replies: a query is running (not merely a transaction open). */
+  get queryRunning(): boolean {
+    return this.pendingReady > 0 || this.unsynced;
+  }
+
+  private onData(chunk: Buffer): void {
+    this.lastActivity = Date.now();
+    if (this.state === 'login') {
+      this.onLoginData(chunk);
+      return;
+    }
+    if (this.state === 'closed') return;
+    this.scanner!.push(chunk);
+    if (this.terminated) this.close('client sent Terminate');
+  }
+
+  // ---- login -------------------------------------------------------------------------------------------
+
+  private onLoginData(chunk: Buffer): void {
+    this.startBuf = this.startBuf.length === 0 ? chunk : Buffer.concat([this.startBuf, chunk]);
+    try {
+      while (this.state === 'login') {
+        if (this.auth) {
+          // Typed messages during authentication.
+          if (this.startBuf.length < 5) return;
+          const type = this.startBuf[0]!;
+          const len = this.startBuf.readInt32BE(1);
+          if (type !== Frontend.Password) {
+            throw new PoolerError(ErrorCodes.protocolViolation, `expected password response, got message type ${typeName(type)}`);
+          }
+          if (len < 4 || len > 65536) throw new PoolerError(ErrorCodes.protocolViolation, `invalid authentication message length ${len}`);
+          if (this.startBuf.length < len + 1) return;
+          const msg = this.startBuf.subarray(0, len + 1);
+          this.startBuf = this.startBuf.subarray(len + 1);
+          this.onAuthStep(this.auth.onMessage(msg));
+          continue;
+        }
+        if (this.pendingLogin) return; // waiting for the pool; extra bytes wait in startBuf
+        const len = startupPacketLength(this.startBuf);
+        if (len < 0) return;
+        const packet = this.startBuf.subarray(0, len);
+        this.startBuf = this.startBuf.subarray(len);
+        const p = parseStartupPacket(packet);
+        if (p.kind === 'ssl' || p.kind === 'gssenc') {
+          // Bytes sent after an encryption request, before our answer, could be injected in the clear.
+          if (this.startBuf.length > 0) throw new PoolerError(ErrorCodes.protocolViolation, 'received unencrypted data after encryption request');
+          this.socket.write(build.sslRefused);
+          continue;
+        }
+        if (p.kind === 'cancel') {
+          this.host.cancel(p.pid, p.key);
+          this.close('cancel request', true);
+          return;
+        }
+        if (p.minor > 0 || p.unsupportedOptions.length > 0) {
+          this.socket.write(build.negotiateProtocolVersion(0, p.unsupportedOptions));
+        }
+        this.onStartup(p.params);
+      }
+    } catch (e) {
+      if (e instanceof PoolerError) this.fail(e);
+      else this.fail(new PoolerError(ErrorCodes.protocolViolation, `malformed startup: ${(e as Error).message}`));
+    }
+  }
+
+  private pendingLogin = false;
+  private resolved: ResolvedPool | null = null;
+
+  private onStartup(params: Map<string, string>): void {
+    const user = params.get('user');
+    if (!user) throw new PoolerError(ErrorCodes.noUser, 'no PostgreSQL user name specified in startup packet');
+    const repl = params.get('replication');
+    if (repl !== undefined && !['false', 'off', 'no', '0'].includes(repl.toLowerCase())) {
+      throw new PoolerError(ErrorCodes.replicationUnsupported, 'replication connections are not supported by pooler');
+    }
+    this.user = user;
+    this.database = params.get('database') || user;
+    const ignored = new Set(this.host.settings().ignore_startup_parameters.map((s) => s.toLowerCase()));
+    for (const [k, v] of params) {
+      if (!notSettings.has(k) && !ignored.has(k.toLowerCase())) this.settings.set(k.toLowerCase(), v);
+    }
+    const options = params.get('options');
+    if (options) for (const [k, v] of parseOptions(options)) if (!ignored.has(k.toLowerCase())) this.settings.set(k.toLowerCase(), v);
+
+    const resolved = this.host.resolvePool(this.database, this.user);
+    if (resolved instanceof PoolerError) {
+      this.host.log.info({ client: this.id, remote: this.remote, db: this.database, user }, `login failed: ${resolved.message}`);
+      throw resolved;
+    }
+    this.resolved = resolved;
+    this.auth = new ClientAuth(this.host.settings().auth_type, user, this.host.secretFor(user));
+    this.onAuthStep(this.auth.start());
+  }
+
+  private onAuthStep(step: AuthStep): void {
+    if (step.kind === 'send') {
+      this.socket.write(step.bytes);
+      return;
+    }
+    if (step.kind === 'fail') {
+      this.host.log.warn({ client: this.id, remote: this.remote, db: this.database, user: this.user, sqlstate: step.error.sqlstate }, `login failed: ${step.error.message}`);
+      throw step.error;
+    }
+    this.auth = null;
+    const r = this.resolved!;
+    if (step.clientKey) this.host.rememberClientKey(r.pool, step.clientKey);
+    if (step.finalBytes) this.socket.write(step.finalBytes);
+    this.pool = r.pool;
+    this.mode = r.mode;
+    this.pendingLogin = true;
+    if (r.pool.serverParams) this.finishLogin();
+    else {
+      // Like PgBouncer, learn the server's parameters (and that we can log in) before the client is told "ok".
+      this.state = 'login';
+      this.requestServer();
+    }
+  }
+
+  private finishLogin(): void {
+    if (this.state === 'closed') return;
+    if (this.loginTimer) clearTimeout(this.loginTimer);
+    this.loginTimer = null;
+    this.pendingLogin = false;
+    this.pausedForServer = false;
+    this.updateReading();
+    const out: Buffer[] = [build.authOk];
+    const sent = new Set<string>();
+    for (const [k, v] of this.pool!.serverParams!) {
+      const mine = this.settings.get(k.toLowerCase());
+      out.push(build.parameterStatus(k, mine ?? v));
+      sent.add(k.toLowerCase());
+    }
+    if (!sent.has('application_name') && this.settings.has('application_name')) {
+      out.push(build.parameterStatus('application_name', this.settings.get('application_name')!));
+    }
+    out.push(build.backendKeyData(this.cancelPid, this.cancelKey), build.readyForQuery.I);
+    this.socket.write(Buffer.concat(out));
+    this.host.registerCancelKey(this);
+    this.scanner = new MessageScanner(inspectTypes, this.host.settings().max_packet_size, this);
+    this.state = this.server ? 'active' : 'idle';
+    if (this.host.settings().log_connections) {
+      this.host.log.info({ client: this.id, remote: this.remote, db: this.database, user: this.user }, 'login');
+    }
+    const rest = this.startBuf;
+    this.startBuf = Buffer.alloc(0);
+    if (rest.length > 0) this.onData(rest);
+  }
+
+  // ---- messages from the client ------------------------------------------------------------------------
+
+  inspect(type: number, msg: Buffer): boolean {
+    if (validTypes[type] === 0) {
+      this.fail(new PoolerError(ErrorCodes.protocolViolation, `invalid frontend message type ${typeName(type)}`));
+      this.scanner!.stop();
+      return false;
+    }
+    switch (type) {
+      case Frontend.Query:
+      case Frontend.FunctionCall:
+        this.pendingReady++;
+        return true;
+      case Frontend.Sync:
+        this.pendingReady++;
+        this.unsynced = false;
+        return true;
+      case Frontend.Terminate:
+        this.terminated = true;
+        this.scanner!.stop();
+        return false;
+      default:
+        if (needsSync[type] !== 0) this.unsynced = true;
+        void msg;
+        return true;
+    }
+  }
+
+  forward(bytes: Buffer): void {
+    const server = this.server;
+    if (server && this.state === 'active' && this.queue.length === 0) {
+      if (!server.write(bytes)) this.pauseForDrain(server);
+      return;
+    }
+    this.queue.push(bytes);
+    if (this.state === 'idle') this.requestServer();
+  }
+
+  malformed(err: PoolerError): void {
+    this.fail(err);
+  }
+
+  // ---- getting and giving back a server ----------------------------------------------------------------
+
+  private requestServer(): void {
+    if (this.state === 'idle') this.state = 'waiting';
+    this.pausedForServer = true;
+    this.updateReading();
+    const waiter: Waiter = {
+      grant: (server) => this.onServerGranted(server),
+      fail: (err) => {
+        this.waitHandle = null;
+        this.fail(err);
+      },
+    };
+    this.waitHandle = this.pool!.acquire(waiter) as QueueEntry<unknown> | null;
+  }
+
+  private onServerGranted(server: ServerConn): void {
+    this.waitHandle = null;
+    if (this.state === 'closed') {
+      this.pool!.release(server);
+      return;
+    }
+    if (this.pendingLogin) {
+      // Login probe: the pool now knows the server's parameters; give the server straight back.
+      this.pool!.release(server);
+      this.finishLogin();
+      return;
+    }
+    this.server = server;
+    server.peer = this;
+    this.state = 'active';
+    const sync = this.settingsSync(server);
+    if (sync.length === 0) {
+      this.flushQueue();
+      return;
+    }
+    // A RESET value is unknown until the server reports it (reported settings) or forever (the rest).
+    for (const s of sync) if (s.value === null) server.params.delete(s.name);
+    server.runInternal([sync.map((s) => s.sql).join('; ')]).then(
+      () => {
+        // Remember the client's spelling ('utf8') rather than the server's ('UTF8') so the next link matches.
+        for (const s of sync) if (s.value !== null) server.params.set(s.name, s.value);
+        if (this.server === server) this.flushQueue();
+      },
+      (e: PoolerError) => {
+        if (this.server !== server) return;
+        this.fail(new PoolerError({ code: 'session_setting_failed', sqlstate: e.sqlstate, severity: 'FATAL' }, `cannot apply the session's settings on the server: ${e.message}`));
+      },
+    );
+  }
+
+  /** SET/RESET statements that bring the server's session to what this client asked for. */
+  private settingsSync(server: ServerConn): { name: string; value: string | null; sql: string }[] {
+    const out: { name: string; value: string | null; sql: string }[] = [];
+    for (const [name, value] of this.settings) {
+      if (server.params.get(name) !== value) {
+        out.push({ name, value, sql: `SET ${quoteIdent(name)} TO ${quoteLiteral(value)}` });
+        server.touched.add(name);
+      }
+    }
+    for (const name of server.touched) {
+      if (!this.settings.has(name)) {
+        out.push({ name, value: null, sql: `RESET ${quoteIdent(name)}` });
+        server.touched.delete(name);
+      }
+    }
+    return out;
+  }
+
+  private flushQueue(): void {
+    const server = this.server!;
+    this.pausedForServer = false;
+    if (this.queue.length > 0) {
+      const bytes = this.queue.length === 1 ? this.queue[0]! : Buffer.concat(this.queue);
+      this.queue.length = 0;
+      if (!server.write(bytes)) this.pauseForDrain(server);
+    }
+    this.updateReading();
+    // Nothing queued means nothing owed: e.g. a Flush-only batch; give it back if the pool mode allows.
+    this.serverReady(server);
+  }
+
+  /** Server bytes for this client, with backpressure: a slow reader pauses the server. */
+  deliver(bytes: Buffer, from: ServerConn): void {
+    if (this.socket.destroyed) return;
+    if (!this.socket.write(bytes)) from.socket.pause();
+  }
+
+  private onDrain(): void {
+    this.server?.socket.resume();
+  }
+
+  private pauseForDrain(server: ServerConn): void {
+    if (this.pausedForDrain) return;
+    this.pausedForDrain = true;
+    this.updateReading();
+    server.socket.once('drain', () => {
+      this.pausedForDrain = false;
+      this.updateReading();
+    });
+  }
+
+  private updateReading(): void {
+    if (this.state === 'closed') return;
+    if (this.pausedForServer || this.pausedForDrain) this.socket.pause();
+    else this.socket.resume();
+  }
+
+  parameterChanged(name: string, value: string): void {
+    // The client changed a reported setting itself (SET application_name ...): it is now part of its session.
+    const key = name.toLowerCase();
+    if (readOnlyReported.has(key)) return;
+    this.settings.set(key, value);
+    this.server?.touched.add(key);
+  }
+
+  readyArrived(): void {
+    if (this.pendingReady > 0) this.pendingReady--;
+  }
+
+  serverReady(server: ServerConn): void {
+    this.lastActivity = Date.now();
+    if (this.server !== server || this.pendingReady > 0 || this.unsynced || this.queue.length > 0) return;
+    if (this.scanner && !this.scanner.atBoundary) return;
+    if (this.mode === 'session') return;
+    if (server.txStatus === TxStatus.Idle) {
+      this.server = null;
+      this.state = 'idle';
+      this.pool!.release(server);
+      return;
+    }
+    if (this.mode === 'statement') {
+      this.fail(new PoolerError(ErrorCodes.statementModeTransaction, 'transaction blocks not allowed in statement pooling mode'));
+    }
+  }
+
+  serverLost(server: ServerConn, err: PoolerError): void {
+    if (this.server !== server) return;
+    this.server = null;
+    this.fail(err);
+  }
+
+  // ---- the end -----------------------------------------------------------------------------------------
+
+  /** Send the client an error and close it. */
+  fail(err: PoolerError): void {
+    if (this.state === 'closed') return;
+    if (!this.socket.destroyed && this.socket.writable) {
+      this.socket.write(build.errorResponse(err.severity, err.sqlstate, err.message, err.fields));
+    }
+    this.close(err.message, false, err);
+  }
+
+  close(reason: string, quiet = false, err?: PoolerError): void {
+    if (this.state === 'closed') return;
+    const wasLoggedIn = this.scanner !== null;
+    this.state = 'closed';
+    this.scanner?.stop();
+    if (this.loginTimer) clearTimeout(this.loginTimer);
+    if (this.waitHandle) {
+      this.pool?.cancelWait(this.waitHandle as never);
+      this.waitHandle = null;
+    }
+    this.disposeServer(reason);
+    if (!this.socket.destroyed) {
+      this.socket.end();
+      this.socket.destroySoon();
+    }
+    if (!quiet) {
+      const settings = this.host.settings();
+      if (err || settings.log_disconnections) {
+        const fields = { client: this.id, remote: this.remote, db: this.database, user: this.user, sqlstate: err?.sqlstate, code: err?.code };
+        if (err && wasLoggedIn) this.host.log.warn(fields, `closing because: ${reason}`);
+        else this.host.log.info(fields, `closing because: ${reason}`);
+      }
+    }
+    this.host.clientClosed(this, reason);
+  }
+
+  /** The client is gone: a server it held goes back only if it can be made clean, otherwise it is closed. */
+  private disposeServer(reason: string): void {
+    const server = this.server;
+    if (!server) return;
+    this.server = null;
+    server.peer = null;
+    server.socket.resume();
+    const clean = this.pendingReady === 0 && !this.unsynced && (this.scanner === null || this.scanner.atBoundary) && server.state === 'active';
+    if (clean) {
+      // Idle or idle-in-transaction: the pool rolls back (and resets) before anyone else gets it.
+      this.pool!.release(server);
+      return;
+    }
+    // Mid-query: cancel it so locks and work stop now, then drop the connection.
+    sendCancel(server.host, server.port, server.backendPid, server.backendKey);
+    server.close(`client left mid-query (${reason})`);
+  }
+
+  /** CancelRequest from this client's key: reaches only the server running this client's query. */
+  cancelRunningQuery(): boolean {
+    const s = this.server;
+    if (!s || this.pendingReady === 0) return false;
+    sendCancel(s.host, s.port, s.backendPid, s.backendKey);
+    return true;
+  }
+}
+
+export function quoteIdent(name: string): string {
+  return '"' + name.replace(/"/g, '""') + '"';
+}
+
+export function quoteLiteral(value: string): string {
+  const body = value.replace(/'/g, "''");
+  return value.includes('\\') ? `E'${body.replace(/\\/g, '\\\\')}'` : `'${body}'`;
+}

@@ -1,0 +1,254 @@
+// Wires the parts: owns the listener, the clients, the pools and the config they read; reload and shutdown.
+
+import net from 'node:net';
+import { readFileSync } from 'node:fs';
+import { ClientConn, type ClientHost, type ResolvedPool } from './client/client.ts';
+import { PoolRegistry } from './pool/registry.ts';
+import type { Pool, PoolSettings } from './pool/pool.ts';
+import type { ConnectTarget, ServerCredential } from './server/connect.ts';
+import type { ServerConn } from './server/server.ts';
+import { parseUserlist, type UserSecret } from './auth/userlist.ts';
+import { ErrorCodes, PoolerError } from './errors.ts';
+import * as build from './protocol/build.ts';
+import { TxStatus } from './protocol/codes.ts';
+import type { Config, DatabaseEntry, Settings } from './config/types.ts';
+import type { Logger } from './log.ts';
+
+const JANITOR_INTERVAL_MS = 250;
+
+export class Pooler implements ClientHost {
+  config: Config;
+  readonly log: Logger;
+  readonly clients = new Set<ClientConn>();
+  readonly servers = new Set<ServerConn>();
+  readonly pools: PoolRegistry;
+  private userlist = new Map<string, UserSecret>();
+  private readonly cancelKeys = new Map<string, ClientConn>();
+  /** ClientKeys proved by SCRAM clients, per pool, for SCRAM pass-through logins to PostgreSQL */
+  private readonly clientKeys = new WeakMap<Pool, Buffer>();
+  private readonly poolDatabase = new WeakMap<Pool, { entry: DatabaseEntry; dbname: string }>();
+  private server: net.Server | null = null;
+  private janitor: NodeJS.Timeout | null = null;
+  private shuttingDown = false;
+
+  constructor(config: Config, log: Logger) {
+    this.config = config;
+    this.log = log;
+    this.userlist = readUserlist(config);
+    this.pools = new PoolRegistry({
+      log,
+      settingsFor: (p) => this.poolSettings(p),
+      targetFor: (p) => this.connectTarget(p),
+      dbMaxConnections: (db) => this.findDatabase(db)?.maxDbConnections ?? this.config.settings.max_db_connections,
+      userMaxConnections: (u) => this.config.users.get(u)?.maxUserConnections ?? this.config.settings.max_user_connections,
+      serverOpened: (s, p) => {
+        this.servers.add(s);
+        this.log.info({ server: s.id, db: p.database, user: p.user, backendPid: s.backendPid, addr: `${s.host}:${s.port}` }, 'new server connection');
+      },
+      serverClosed: (s, p, reason) => {
+        this.servers.delete(s);
+        this.log.info({ server: s.id, db: p.database, user: p.user, backendPid: s.backendPid }, `closing server connection because: ${reason}`);
+      },
+    });
+  }
+
+  settings(): Settings {
+    return this.config.settings;
+  }
+
+  listen(): Promise<net.AddressInfo> {
+    const s = this.config.settings;
+    const server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
+    this.server = server;
+    this.janitor = setInterval(() => this.sweep(), JANITOR_INTERVAL_MS);
+    this.janitor.unref();
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host: s.listen_addr === '*' ? undefined : s.listen_addr, port: s.listen_port, backlog: s.listen_backlog || undefined }, () => {
+        server.off('error', reject);
+        server.on('error', (e) => this.log.error({ err: e.message }, 'listener error'));
+        const addr = server.address() as net.AddressInfo;
+        this.log.info({ addr: addr.address, port: addr.port }, 'listening');
+        resolve(addr);
+      });
+    });
+  }
+
+  private accept(socket: net.Socket): void {
+    if (this.shuttingDown) {
+      socket.end(build.errorResponse('FATAL', '57P01', 'pooler is shutting down'));
+      return;
+    }
+    const max = this.config.settings.max_client_conn;
+    if (max > 0 && this.clients.size >= max) {
+      this.log.warn({ remote: socket.remoteAddress, max }, 'closing because: no more connections allowed (max_client_conn)');
+      socket.on('error', () => socket.destroy());
+      socket.end(build.errorResponse('FATAL', ErrorCodes.tooManyClients.sqlstate, 'no more connections allowed (max_client_conn)'));
+      return;
+    }
+    const c = new ClientConn(socket, this);
+    this.clients.add(c);
+  }
+
+  // ---- ClientHost --------------------------------------------------------------------------------------
+
+  secretFor(user: string): UserSecret | undefined {
+    return this.userlist.get(user);
+  }
+
+  findDatabase(name: string): DatabaseEntry | undefined {
+    return this.config.databases.get(name) ?? this.config.databases.get('*');
+  }
+
+  resolvePool(database: string, user: string): ResolvedPool | PoolerError {
+    const entry = this.findDatabase(database);
+    if (!entry) return new PoolerError(ErrorCodes.unknownDatabase, `no such database: ${database}`);
+    const serverUser = entry.user ?? user;
+    const pool = this.pools.get(database, serverUser);
+    this.poolDatabase.set(pool, { entry, dbname: entry.dbname ?? database });
+    const mode = this.config.users.get(user)?.poolMode ?? entry.poolMode ?? this.config.settings.pool_mode;
+    return { pool, mode, serverParams: entry.startupParams };
+  }
+
+  rememberClientKey(pool: Pool, clientKey: Buffer): void {
+    this.clientKeys.set(pool, clientKey);
+  }
+
+  registerCancelKey(client: ClientConn): void {
+    this.cancelKeys.set(`${client.cancelPid}:${client.cancelKey}`, client);
+  }
+
+  cancel(pid: number, key: number): void {
+    const client = this.cancelKeys.get(`${pid}:${key}`);
+    // A cancel for an unknown key, or for a client with nothing running, is dropped: it must not hit someone else's query.
+    const sent = client?.cancelRunningQuery() ?? false;
+    this.log.debug({ client: client?.id, forwarded: sent }, 'cancel request');
+  }
+
+  clientClosed(client: ClientConn): void {
+    this.clients.delete(client);
+    this.cancelKeys.delete(`${client.cancelPid}:${client.cancelKey}`);
+  }
+
+  // ---- pool wiring -------------------------------------------------------------------------------------
+
+  private poolSettings(pool: Pool): PoolSettings {
+    const s = this.config.settings;
+    const db = this.poolDatabase.get(pool)?.entry;
+    const u = this.config.users.get(pool.user);
+    return {
+      mode: u?.poolMode ?? db?.poolMode ?? s.pool_mode,
+      size: db?.poolSize ?? u?.poolSize ?? s.default_pool_size,
+      minSize: db?.minPoolSize ?? s.min_pool_size,
+      reserveSize: db?.reservePool ?? u?.reservePoolSize ?? s.reserve_pool_size,
+      reserveTimeoutMs: s.reserve_pool_timeout,
+      queryWaitTimeoutMs: u?.queryWaitTimeout ?? db?.queryWaitTimeout ?? s.query_wait_timeout,
+      serverLifetimeMs: db?.serverLifetime ?? s.server_lifetime,
+      serverIdleTimeoutMs: s.server_idle_timeout,
+      serverCheckDelayMs: s.server_check_delay,
+      serverCheckQuery: s.server_check_query === '' ? null : s.server_check_query === '<empty>' ? '' : s.server_check_query,
+      resetQuery: s.server_reset_query,
+      resetQueryAlways: s.server_reset_query_always,
+      connectTimeoutMs: s.server_connect_timeout > 0 ? s.server_connect_timeout : 15000,
+    };
+  }
+
+  private connectTarget(pool: Pool): ConnectTarget {
+    const where = this.poolDatabase.get(pool);
+    if (!where) throw new Error(`pool ${pool.database}/${pool.user} has no database entry`);
+    const { entry, dbname } = where;
+    return {
+      host: entry.host,
+      port: entry.port,
+      user: pool.user,
+      database: dbname,
+      startupParams: entry.startupParams,
+      credential: this.credentialFor(entry, pool),
+      connectTimeoutMs: this.poolSettings(pool).connectTimeoutMs,
+    };
+  }
+
+  private credentialFor(entry: DatabaseEntry, pool: Pool): ServerCredential {
+    if (entry.password !== undefined) return { kind: 'password', password: entry.password };
+    const secret = this.userlist.get(pool.user);
+    if (!secret) return { kind: 'none' };
+    if (secret.kind === 'plain') return { kind: 'password', password: secret.password };
+    if (secret.kind === 'md5') return { kind: 'md5', hash: secret.hash };
+    return { kind: 'scram-keys', clientKey: this.clientKeys.get(pool) ?? null, serverKey: secret.serverKey };
+  }
+
+  // ---- timers ------------------------------------------------------------------------------------------
+
+  /** The janitor: idle and lifetime limits on servers, idle limits on clients, min_pool_size. */
+  private sweep(): void {
+    const now = Date.now();
+    const s = this.config.settings;
+    for (const pool of this.pools.pools.values()) {
+      pool.closeExpiredIdle(now);
+      pool.ensureMin();
+    }
+    if (s.client_idle_timeout > 0 || s.idle_transaction_timeout > 0) {
+      for (const c of this.clients) {
+        if (c.state === 'idle' && s.client_idle_timeout > 0 && now - c.lastActivity > s.client_idle_timeout) {
+          c.fail(new PoolerError(ErrorCodes.clientIdleTimeout, 'client_idle_timeout'));
+        } else if (
+          c.state === 'active' && s.idle_transaction_timeout > 0 && c.server !== null && c.server.txStatus !== TxStatus.Idle &&
+          !c.queryRunning && now - c.lastActivity > s.idle_transaction_timeout
+        ) {
+          c.fail(new PoolerError(ErrorCodes.idleTransactionTimeout, 'idle transaction timeout'));
+        }
+      }
+    }
+  }
+
+  // ---- reload and shutdown -----------------------------------------------------------------------------
+
+  /** Swap in a validated config: settings, databases, users and the auth file take effect for the next decision. */
+  reload(next: Config): void {
+    const userlist = readUserlist(next);
+    this.config = next;
+    this.userlist = userlist;
+    this.pools.refreshLimits();
+    for (const pool of this.pools.pools.values()) {
+      const entry = this.findDatabase(pool.database);
+      if (!entry) pool.closeAll('database removed from config');
+      else this.poolDatabase.set(pool, { entry, dbname: entry.dbname ?? pool.database });
+    }
+  }
+
+  /** Stop accepting; close everything once clients are gone or after `timeoutMs`. */
+  async shutdown(reason: string, timeoutMs: number): Promise<void> {
+    this.shuttingDown = true;
+    if (this.janitor) clearInterval(this.janitor);
+    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+    const deadline = Date.now() + timeoutMs;
+    while (this.clients.size > 0 && Date.now() < deadline) {
+      for (const c of this.clients) if (c.state === 'idle' || c.state === 'login') c.close(reason);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    for (const c of this.clients) c.fail(new PoolerError(ErrorCodes.shuttingDown, reason));
+    for (const p of this.pools.pools.values()) p.closeAll(reason);
+  }
+
+  /** Immediate stop. */
+  closeNow(reason: string): void {
+    this.shuttingDown = true;
+    if (this.janitor) clearInterval(this.janitor);
+    this.server?.close();
+    for (const c of this.clients) c.fail(new PoolerError(ErrorCodes.shuttingDown, reason));
+    for (const p of this.pools.pools.values()) p.closeAll(reason);
+    for (const s of this.servers) s.close(reason);
+  }
+}
+
+function readUserlist(config: Config): Map<string, UserSecret> {
+  const path = config.settings.auth_file;
+  if (!path) return new Map();
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new Error(`${config.file}: auth_file: cannot read ${path}: ${(e as Error).message}`);
+  }
+  return parseUserlist(text, path);
+}

@@ -1,0 +1,146 @@
+// Builders for the messages pooler itself sends (to clients and to servers); constant ones are built once.
+
+import { Auth, Backend, ErrorField, Frontend, StartupCode } from './codes.ts';
+
+/** A typed message with the body written by `fill` into a buffer of exactly `bodyLen` bytes. */
+function typed(type: number, bodyLen: number, fill?: (b: Buffer, off: number) => void): Buffer {
+  const b = Buffer.allocUnsafe(5 + bodyLen);
+  b[0] = type;
+  b.writeInt32BE(4 + bodyLen, 1);
+  if (fill) fill(b, 5);
+  return b;
+}
+
+function cstrings(parts: string[]): Buffer {
+  return Buffer.from(parts.map((p) => p + '\0').join(''), 'utf8');
+}
+
+function typedBody(type: number, body: Buffer): Buffer {
+  return typed(type, body.length, (b, off) => body.copy(b, off));
+}
+
+export const readyForQuery = {
+  I: typed(Backend.ReadyForQuery, 1, (b, o) => (b[o] = 0x49)),
+  T: typed(Backend.ReadyForQuery, 1, (b, o) => (b[o] = 0x54)),
+  E: typed(Backend.ReadyForQuery, 1, (b, o) => (b[o] = 0x45)),
+} as const;
+
+export const authOk = typed(Backend.Authentication, 4, (b, o) => b.writeInt32BE(Auth.Ok, o));
+export const sslRefused = Buffer.from('N');
+export const terminate = typed(Frontend.Terminate, 0);
+export const syncMessage = typed(Frontend.Sync, 0);
+
+export function authMD5(salt: Buffer): Buffer {
+  return typed(Backend.Authentication, 8, (b, o) => {
+    b.writeInt32BE(Auth.MD5Password, o);
+    salt.copy(b, o + 4, 0, 4);
+  });
+}
+
+export function authSASL(mechanisms: string[]): Buffer {
+  const names = cstrings([...mechanisms, '']);
+  return typed(Backend.Authentication, 4 + names.length, (b, o) => {
+    b.writeInt32BE(Auth.SASL, o);
+    names.copy(b, o + 4);
+  });
+}
+
+export function authSASLContinue(data: string, final = false): Buffer {
+  const d = Buffer.from(data, 'utf8');
+  return typed(Backend.Authentication, 4 + d.length, (b, o) => {
+    b.writeInt32BE(final ? Auth.SASLFinal : Auth.SASLContinue, o);
+    d.copy(b, o + 4);
+  });
+}
+
+export function parameterStatus(name: string, value: string): Buffer {
+  return typedBody(Backend.ParameterStatus, cstrings([name, value]));
+}
+
+export function backendKeyData(pid: number, key: number): Buffer {
+  return typed(Backend.BackendKeyData, 8, (b, o) => {
+    b.writeInt32BE(pid, o);
+    b.writeInt32BE(key, o + 4);
+  });
+}
+
+export function negotiateProtocolVersion(minor: number, unsupported: string[]): Buffer {
+  const names = cstrings(unsupported);
+  return typed(Backend.NegotiateProtocolVersion, 8 + names.length, (b, o) => {
+    b.writeInt32BE(minor, o);
+    b.writeInt32BE(unsupported.length, o + 4);
+    names.copy(b, o + 8);
+  });
+}
+
+/** ErrorResponse (or NoticeResponse with `notice`), with optional extra fields keyed by field byte. */
+export function errorResponse(
+  severity: string,
+  sqlstate: string,
+  message: string,
+  extra?: Map<number, string>,
+  notice = false,
+): Buffer {
+  const fields: [number, string][] = [
+    [ErrorField.Severity, severity],
+    [ErrorField.SeverityNonLocalized, severity],
+    [ErrorField.Code, sqlstate],
+    [ErrorField.Message, message],
+  ];
+  if (extra) {
+    for (const [k, v] of extra) {
+      if (k !== ErrorField.Severity && k !== ErrorField.SeverityNonLocalized && k !== ErrorField.Code && k !== ErrorField.Message) {
+        fields.push([k, v]);
+      }
+    }
+  }
+  const parts = fields.map(([k, v]) => Buffer.concat([Buffer.from([k]), Buffer.from(v + '\0', 'utf8')]));
+  parts.push(Buffer.from([0]));
+  return typedBody(notice ? Backend.NoticeResponse : Backend.ErrorResponse, Buffer.concat(parts));
+}
+
+export function query(sql: string): Buffer {
+  return typedBody(Frontend.Query, Buffer.from(sql + '\0', 'utf8'));
+}
+
+export function startupMessage(params: Record<string, string>): Buffer {
+  const kv: string[] = [];
+  for (const [k, v] of Object.entries(params)) kv.push(k, v);
+  const body = cstrings([...kv, '']);
+  const b = Buffer.allocUnsafe(8 + body.length);
+  b.writeInt32BE(8 + body.length, 0);
+  b.writeInt32BE(StartupCode.Protocol30, 4);
+  body.copy(b, 8);
+  return b;
+}
+
+export function cancelRequest(pid: number, key: number): Buffer {
+  const b = Buffer.allocUnsafe(16);
+  b.writeInt32BE(16, 0);
+  b.writeInt32BE(StartupCode.CancelRequest, 4);
+  b.writeInt32BE(pid, 8);
+  b.writeInt32BE(key, 12);
+  return b;
+}
+
+export function passwordMessage(password: string): Buffer {
+  return typedBody(Frontend.Password, Buffer.from(password + '\0', 'utf8'));
+}
+
+export function saslInitialResponse(mechanism: string, data: string): Buffer {
+  const mech = Buffer.from(mechanism + '\0', 'utf8');
+  const d = Buffer.from(data, 'utf8');
+  return typed(Frontend.Password, mech.length + 4 + d.length, (b, o) => {
+    mech.copy(b, o);
+    b.writeInt32BE(d.length, o + mech.length);
+    d.copy(b, o + mech.length + 4);
+  });
+}
+
+export function saslResponse(data: string): Buffer {
+  return typedBody(Frontend.Password, Buffer.from(data, 'utf8'));
+}
+
+export function authCleartext(): Buffer {
+  return typed(Backend.Authentication, 4, (b, o) => b.writeInt32BE(Auth.CleartextPassword, o));
+}
