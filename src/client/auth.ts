@@ -21,6 +21,8 @@ export class ClientAuth {
   private readonly user: string;
   private readonly secret: UserSecret | undefined;
   private readonly method: 'trust' | 'md5' | 'scram' | 'plain';
+  /** trust (unlike any) still admits only users listed in auth_file, as in PgBouncer */
+  private readonly requireListed: boolean;
   private md5Salt: Buffer | null = null;
   private scram: ScramServer | null = null;
   private scramStage: 'first' | 'final' = 'first';
@@ -28,6 +30,7 @@ export class ClientAuth {
   constructor(authType: AuthType, user: string, secret: UserSecret | undefined) {
     this.user = user;
     this.secret = secret;
+    this.requireListed = authType === 'trust';
     if (authType === 'trust' || authType === 'any') this.method = 'trust';
     else if (authType === 'plain') this.method = 'plain';
     else if (authType === 'scram-sha-256') this.method = 'scram';
@@ -40,6 +43,7 @@ export class ClientAuth {
   start(): AuthStep {
     switch (this.method) {
       case 'trust':
+        if (this.requireListed && this.secret === undefined) return this.failed();
         return { kind: 'ok', clientKey: null, finalBytes: null };
       case 'plain':
         return { kind: 'send', bytes: build.authCleartext() };
