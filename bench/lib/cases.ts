@@ -1,0 +1,41 @@
+// The pgbench workloads the bench runs against every target, and how long and how often.
+
+export interface BenchCase {
+  id: string;
+  title: string;
+  clients: number;
+  /** pgbench arguments besides connection, client/thread count and duration */
+  args: string[];
+  /** writes to pgbench tables, so vacuum/truncate/checkpoint first as pgbench itself would (we pass -n) */
+  writes: boolean;
+}
+
+export const CASES: BenchCase[] = [
+  { id: 'select-10', title: '-S, 10 clients', clients: 10, args: ['-S'], writes: false },
+  { id: 'select-100', title: '-S, 100 clients', clients: 100, args: ['-S'], writes: false },
+  { id: 'tpcb-50', title: 'TPC-B-like, 50 clients', clients: 50, args: [], writes: true },
+  { id: 'select-connect-10', title: '-S -C, 10 clients', clients: 10, args: ['-S', '-C'], writes: false },
+  { id: 'select-extended-10', title: '-S -M extended, 10 clients', clients: 10, args: ['-S', '-M', 'extended'], writes: false },
+];
+
+function positiveInt(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, not ${JSON.stringify(raw)}`);
+  return n;
+}
+
+export const SECONDS = positiveInt('BENCH_SECONDS', 10);
+export const ROUNDS = positiveInt('BENCH_ROUNDS', 2);
+export const SCALE = positiveInt('BENCH_SCALE', 10);
+/** pgbench threads; the machine has 2 cores */
+export const THREADS = 2;
+/** server connections per pool, the same for pooler and PgBouncer */
+export const POOL_SIZE = 10;
+export const MAX_CLIENT_CONN = 500;
+
+export function pgbenchArgs(c: BenchCase): string[] {
+  // -n: the vacuum pgbench would run first goes through the proxy; we do it directly instead (see prepare in run.ts).
+  return [...c.args, '-n', '-c', String(c.clients), '-j', String(Math.min(THREADS, c.clients)), '-T', String(SECONDS)];
+}
