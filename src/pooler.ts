@@ -164,7 +164,7 @@ export class Pooler implements ClientHost {
       database: dbname,
       startupParams: entry.startupParams,
       credential: this.credentialFor(entry, pool),
-      connectTimeoutMs: this.poolSettings(pool).connectTimeoutMs,
+      connectTimeoutMs: pool.settings.connectTimeoutMs,
     };
   }
 
@@ -213,6 +213,7 @@ export class Pooler implements ClientHost {
       const entry = this.findDatabase(pool.database);
       if (!entry) pool.closeAll('database removed from config');
       else this.poolDatabase.set(pool, { entry, dbname: entry.dbname ?? pool.database });
+      pool.refreshSettings();
     }
   }
 

@@ -302,18 +302,23 @@ export class ClientConn implements ScanSink, ServerPeer {
 
   // ---- getting and giving back a server ----------------------------------------------------------------
 
+  /** One waiter per client, reused for every acquire: the pool answers through it. */
+  private readonly waiter: Waiter = {
+    grant: (server) => this.onServerGranted(server),
+    fail: (err) => {
+      this.waitHandle = null;
+      this.fail(err);
+    },
+  };
+
   private requestServer(): void {
     if (this.state === 'idle') this.state = 'waiting';
-    this.pausedForServer = true;
-    this.updateReading();
-    const waiter: Waiter = {
-      grant: (server) => this.onServerGranted(server),
-      fail: (err) => {
-        this.waitHandle = null;
-        this.fail(err);
-      },
-    };
-    this.waitHandle = this.pool!.acquire(waiter) as QueueEntry<unknown> | null;
+    this.waitHandle = this.pool!.acquire(this.waiter) as QueueEntry<unknown> | null;
+    // Most acquires are answered at once; pausing reads (a readStop/readStart pair) is only worth it when queued.
+    if (this.waitHandle !== null && !this.pausedForServer) {
+      this.pausedForServer = true;
+      this.updateReading();
+    }
   }
 
   private onServerGranted(server: ServerConn): void {
@@ -371,13 +376,14 @@ export class ClientConn implements ScanSink, ServerPeer {
 
   private flushQueue(): void {
     const server = this.server!;
+    const wasPaused = this.pausedForServer;
     this.pausedForServer = false;
     if (this.queue.length > 0) {
       const bytes = this.queue.length === 1 ? this.queue[0]! : Buffer.concat(this.queue);
       this.queue.length = 0;
       if (!server.write(bytes)) this.pauseForDrain(server);
     }
-    this.updateReading();
+    if (wasPaused) this.updateReading();
     // Nothing queued means nothing owed: e.g. a Flush-only batch; give it back if the pool mode allows.
     this.serverReady(server);
   }

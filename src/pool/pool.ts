@@ -55,6 +55,7 @@ interface WaitEntry {
 
 export interface PoolDeps {
   log: Logger;
+  /** Computed from the config; called again only after refreshSettings() (a reload). */
   settings(): PoolSettings;
   target(): ConnectTarget;
   dbLimit: SharedLimit;
@@ -83,10 +84,22 @@ export class Pool implements ServerOwner {
   paused = false;
   stats = { waitCount: 0, totalWaitMs: 0, maxWaitMs: 0, connects: 0, connectFailures: 0 };
 
+  private cachedSettings: PoolSettings | null = null;
+
   constructor(database: string, user: string, deps: PoolDeps) {
     this.database = database;
     this.user = user;
     this.deps = deps;
+  }
+
+  /** Limits and timeouts in force, computed once per config so acquire/release stay allocation-free. */
+  get settings(): PoolSettings {
+    return (this.cachedSettings ??= this.deps.settings());
+  }
+
+  /** The config changed: recompute the settings at the next decision. */
+  refreshSettings(): void {
+    this.cachedSettings = null;
   }
 
   get total(): number {
@@ -110,7 +123,7 @@ export class Pool implements ServerOwner {
         return null;
       }
     }
-    const st = this.deps.settings();
+    const st = this.settings;
     const entry: WaitEntry = { waiter, since: Date.now(), timer: null, reserveTimer: null };
     const handle = this.waiters.push(entry);
     if (st.queryWaitTimeoutMs > 0) {
@@ -146,7 +159,7 @@ export class Pool implements ServerOwner {
     server.lastUsedAt = Date.now();
     server.socket.resume();
     if (server.closed) return;
-    const st = this.deps.settings();
+    const st = this.settings;
     if (server.retire || this.closed) {
       server.close(this.closed ? 'database removed' : 'server retired');
       return;
@@ -210,7 +223,7 @@ export class Pool implements ServerOwner {
 
   /** Most recently used idle server (warm caches), checked first if it sat idle past server_check_delay. */
   private takeIdle(): ServerConn | undefined {
-    const st = this.deps.settings();
+    const st = this.settings;
     while (this.idle.length > 0) {
       const s = this.idle.pop()!;
       if (s.closed) continue;
@@ -244,7 +257,7 @@ export class Pool implements ServerOwner {
   /** Open connections while clients wait and the limits allow. */
   fill(): void {
     if (this.closed || this.paused) return;
-    const st = this.deps.settings();
+    const st = this.settings;
     while (this.waiters.size > this.connecting) {
       const limit = st.size + (this.reserveInUse ? st.reserveSize : 0);
       if (this.total >= limit) break;
@@ -257,7 +270,7 @@ export class Pool implements ServerOwner {
   /** Keep min_pool_size servers open (called by the janitor). */
   ensureMin(): void {
     if (this.closed || this.paused) return;
-    const st = this.deps.settings();
+    const st = this.settings;
     while (this.total < Math.min(st.minSize, st.size) && !this.deps.dbLimit.full && !this.deps.userLimit.full) this.openOne();
   }
 
@@ -308,7 +321,7 @@ export class Pool implements ServerOwner {
 
   /** Close idle servers past server_idle_timeout / server_lifetime, keeping min_pool_size. */
   closeExpiredIdle(now: number): void {
-    const st = this.deps.settings();
+    const st = this.settings;
     for (let i = 0; i < this.idle.length; ) {
       const s = this.idle[i]!;
       const idleTooLong = st.serverIdleTimeoutMs > 0 && now - s.lastUsedAt > st.serverIdleTimeoutMs && this.total > st.minSize;
