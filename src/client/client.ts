@@ -16,6 +16,7 @@ import type { Logger } from '../log.ts';
 import type { PoolMode, Settings } from '../config/types.ts';
 import type { UserSecret } from '../auth/userlist.ts';
 import { sendCancel } from '../server/connect.ts';
+import { holdCurrent } from '../server/read-buffers.ts';
 
 export type ClientState = 'login' | 'idle' | 'waiting' | 'active' | 'closed';
 
@@ -361,7 +362,8 @@ export class ClientConn implements ScanSink, ServerPeer {
     const out: { name: string; value: string | null; sql: string }[] = [];
     for (const [name, value] of this.settings) {
       if (server.params.get(name) !== value) {
-        out.push({ name, value, sql: `SET ${quoteIdent(name)} TO ${quoteLiteral(value)}` });
+        // set_config reads the value as a startup parameter would: `a,b` stays a list, not one quoted name.
+        out.push({ name, value, sql: `SELECT pg_catalog.set_config(${quoteLiteral(name)}, ${quoteLiteral(value)}, false)` });
         server.touched.add(name);
       }
     }
@@ -391,7 +393,8 @@ export class ClientConn implements ScanSink, ServerPeer {
   /** Server bytes for this client, with backpressure: a slow reader pauses the server. */
   deliver(bytes: Buffer, from: ServerConn): void {
     if (this.socket.destroyed) return;
-    if (!this.socket.write(bytes)) from.socket.pause();
+    // The bytes are a view of a pooled read buffer: hold it until the write is done.
+    if (!this.socket.write(bytes, holdCurrent())) from.socket.pause();
   }
 
   private onDrain(): void {

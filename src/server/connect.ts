@@ -7,6 +7,7 @@ import { Cursor, errorFields, errorSummary, parameterStatusOf } from '../protoco
 import { ErrorCodes, PoolerError } from '../errors.ts';
 import { md5Response } from '../auth/md5.ts';
 import { ScramClient } from '../auth/scram.ts';
+import { pooledOnRead } from './read-buffers.ts';
 
 /** How pooler proves itself to PostgreSQL for one (database, user). */
 export type ServerCredential =
@@ -35,9 +36,12 @@ export interface LoggedIn {
   leftover: Buffer;
 }
 
-/** Connect a raw socket: TCP for a host name / IP, Unix socket for a directory path. */
+/** Connect a raw socket: TCP for a host name / IP, Unix socket for a directory path; reads go to pooled buffers. */
 export function openSocket(host: string, port: number): net.Socket {
-  const socket = host.startsWith('/') ? net.connect({ path: `${host}/.s.PGSQL.${port}` }) : net.connect({ host, port });
+  const onread = pooledOnRead(() => socket);
+  const socket = host.startsWith('/')
+    ? net.connect({ path: `${host}/.s.PGSQL.${port}`, onread })
+    : net.connect({ host, port, onread });
   socket.setNoDelay(true);
   return socket;
 }
@@ -120,7 +124,8 @@ export function connectServer(t: ConnectTarget): Promise<LoggedIn> {
     const protocol = (what: string) => new PoolerError(ErrorCodes.serverLoginFailed, `server ${where}: ${what}`);
 
     socket.on('data', (chunk: Buffer) => {
-      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+      // Always a copy: the chunk's pooled buffer is reused once this event returns.
+      buf = Buffer.concat([buf, chunk]);
       try {
         while (!done && buf.length >= 5) {
           const len = buf.readInt32BE(1);
