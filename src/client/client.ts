@@ -267,6 +267,12 @@ export class ClientConn implements ScanSink, ServerPeer {
       this.scanner!.stop();
       return false;
     }
+    if ((type === Frontend.Flush || type === Frontend.Sync) && msg.length !== 5) {
+      // PostgreSQL fails a Flush with a body and then skips to the next Sync, which pooler would not know it owes.
+      this.fail(new PoolerError(ErrorCodes.protocolViolation, `invalid message length ${msg.length - 1} for message type ${typeName(type)}`));
+      this.scanner!.stop();
+      return false;
+    }
     switch (type) {
       case Frontend.Query:
       case Frontend.FunctionCall:
@@ -352,6 +358,10 @@ export class ClientConn implements ScanSink, ServerPeer {
       },
       (e: PoolerError) => {
         if (this.server !== server) return;
+        // The failed setting is recorded in server.touched; pooled, the server would fail the next client's RESET.
+        this.server = null;
+        server.peer = null;
+        server.close(`cannot apply a client's session settings: ${e.message}`);
         this.fail(new PoolerError({ code: 'session_setting_failed', sqlstate: e.sqlstate, severity: 'FATAL' }, `cannot apply the session's settings on the server: ${e.message}`));
       },
     );
@@ -495,7 +505,9 @@ export class ClientConn implements ScanSink, ServerPeer {
     this.server = null;
     server.peer = null;
     server.socket.resume();
-    const clean = this.pendingReady === 0 && !this.unsynced && (this.scanner === null || this.scanner.atBoundary) && server.state === 'active';
+    const clean =
+      this.pendingReady === 0 && !this.unsynced && (this.scanner === null || this.scanner.atBoundary) && server.state === 'active' &&
+      !server.inspectAll; // the settings sync for this client is still running: its replies are still to come
     if (clean) {
       // Idle or idle-in-transaction: the pool rolls back (and resets) before anyone else gets it.
       this.pool!.release(server);

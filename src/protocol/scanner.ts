@@ -96,6 +96,8 @@ export class MessageScanner {
       }
       if (len < 4 || len > this.maxLength) {
         this.dead = true;
+        // Whole messages before the bad header still go out, so the receiver never holds half a message.
+        if (!stashed) this.flush(chunk, fwdStart, pos);
         this.sink.malformed(
           len < 4
             ? new PoolerError(ErrorCodes.protocolViolation, `invalid message length ${len} for message type ${typeName(type)}`)

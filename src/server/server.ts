@@ -144,6 +144,8 @@ export class ServerConn implements ScanSink {
    */
   runInternal(statements: string[]): Promise<void> {
     if (this.closed) return Promise.reject(new PoolerError(ErrorCodes.serverLost, 'server connection is closed'));
+    // One job at a time: a second would take the first one's replies as its own.
+    if (this.internal !== null) return Promise.reject(new PoolerError(ErrorCodes.serverLost, 'server is already running an internal query'));
     return new Promise<void>((resolve, reject) => {
       this.internal = { expect: statements.length, error: null, resolve, reject };
       this.socket.resume();
