@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { poll, startCluster, startPoolerFor, type Cluster, type PoolerProcess } from './harness.ts';
+import { startup, typed } from '../helpers/wire.ts';
 
 const MB = 1024 * 1024;
 const RSS_LIMIT_MB = 64;
@@ -93,9 +94,7 @@ class RawClient {
     const socket = net.connect({ host: '127.0.0.1', port });
     await new Promise<void>((res, rej) => socket.once('connect', res).once('error', rej));
     const c = new RawClient(socket);
-    const kv = Object.entries(params).flatMap(([k, v]) => [k, v]);
-    const body = Buffer.concat([int32(196608), ...kv.map((s) => Buffer.from(s + '\0')), Buffer.from([0])]);
-    socket.write(Buffer.concat([int32(body.length + 4), body]));
+    socket.write(startup(params));
     for (;;) {
       const m = await c.next();
       if (m.type === 'E') throw new Error(`login failed: ${errorText(m.body)}`);
@@ -121,7 +120,7 @@ class RawClient {
   }
 
   query(sql: string): void {
-    this.socket.write(message('Q', Buffer.from(sql + '\0')));
+    this.socket.write(typed('Q', Buffer.from(sql + '\0')));
   }
 
   /** Write, waiting for the socket to drain when its buffer is full (a fast but well-behaved sender). */
@@ -200,16 +199,6 @@ class RawClient {
     else this.push(this.type, Buffer.concat(this.body ?? []));
     this.body = null;
   }
-}
-
-function int32(n: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeInt32BE(n);
-  return b;
-}
-
-function message(type: string, body: Buffer): Buffer {
-  return Buffer.concat([Buffer.from(type), int32(body.length + 4), body]);
 }
 
 function cstring(body: Buffer): string {
@@ -292,7 +281,7 @@ describe('backpressure through pooler', () => {
           text += `${id}\t${pad}\n`;
           idSum += id;
         }
-        const msg = message('d', Buffer.from(text));
+        const msg = typed('d', Buffer.from(text));
         sent += msg.length;
         await c.send(msg);
       }
@@ -304,7 +293,7 @@ describe('backpressure through pooler', () => {
       );
       const behindMb = (sent - Number(progress?.b ?? 0)) / MB;
       const sendSeconds = (Date.now() - started) / 1000;
-      await c.send(message('c', Buffer.alloc(0)));
+      await c.send(typed('c', Buffer.alloc(0)));
       const done = await expectMsg(c, 'C');
       expect(cstring(done.body)).toBe(`COPY ${rows}`);
       await expectMsg(c, 'Z');

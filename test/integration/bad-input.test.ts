@@ -3,6 +3,7 @@ import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { pgClient, poll, startCluster, startPoolerFor, type Cluster, type PoolerProcess } from './harness.ts';
+import { query, rng, startup, typed, untyped } from '../helpers/wire.ts';
 
 let cluster: Cluster;
 /** the file's pooler: max_client_conn 2000, default_pool_size 5 */
@@ -15,7 +16,6 @@ let pooler: PoolerProcess;
 let small: PoolerProcess;
 
 const SMALL_DB = 'bad_input_small';
-const V30 = 3 << 16;
 const SSL_REQUEST = 80877103;
 const GSSENC_REQUEST = 80877104;
 const CANCEL_REQUEST = 80877102;
@@ -45,32 +45,6 @@ afterAll(async () => {
 interface Message {
   type: string;
   body: Buffer;
-}
-
-function typed(type: string | number, body: Buffer | string = Buffer.alloc(0), lengthField?: number): Buffer {
-  const b = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
-  const out = Buffer.alloc(5 + b.length);
-  out[0] = typeof type === 'string' ? type.charCodeAt(0) : type;
-  out.writeUInt32BE((lengthField ?? 4 + b.length) >>> 0, 1);
-  b.copy(out, 5);
-  return out;
-}
-
-function query(sql: string): Buffer {
-  return typed('Q', sql + '\0');
-}
-
-function untyped(code: number, body: Buffer = Buffer.alloc(0)): Buffer {
-  const out = Buffer.alloc(8 + body.length);
-  out.writeInt32BE(out.length, 0);
-  out.writeUInt32BE(code >>> 0, 4);
-  body.copy(out, 8);
-  return out;
-}
-
-function startup(params: Record<string, string>, minor = 0): Buffer {
-  const body = Buffer.from(Object.entries(params).map(([k, v]) => `${k}\0${v}\0`).join('') + '\0', 'utf8');
-  return untyped(V30 | minor, body);
 }
 
 const LOGIN = { user: 'postgres', database: 'app' };
@@ -558,18 +532,6 @@ describe('bad input after login', () => {
 });
 
 // ---- the fuzz ------------------------------------------------------------------------------------------
-
-/** Deterministic PRNG (mulberry32): a failing run can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 class Gen {
   readonly r: () => number;

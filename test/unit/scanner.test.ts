@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { MessageScanner, typeSet, type ScanSink } from '../../src/protocol/scanner.ts';
 import type { PoolerError } from '../../src/errors.ts';
+import { rng } from '../helpers/wire.ts';
 
 // ---- stream building -----------------------------------------------------------------------------------
 
@@ -27,18 +28,6 @@ function rawHeader(type: string, len: number): Buffer {
   b[0] = type.charCodeAt(0);
   b.writeUInt32BE(len >>> 0, 1);
   return b;
-}
-
-/** Deterministic PRNG (mulberry32) so every failure reproduces. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function randomBytes(rand: () => number, n: number): Buffer {

@@ -2,15 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { MAX_STARTUP_PACKET, parseOptions, parseStartupPacket, startupPacketLength } from '../../src/client/startup.ts';
 import { PoolerError } from '../../src/errors.ts';
-
-/** An untyped startup-phase packet: length, code, then the given bytes. */
-function packet(code: number, rest: Buffer = Buffer.alloc(0)): Buffer {
-  const b = Buffer.alloc(8 + rest.length);
-  b.writeInt32BE(b.length, 0);
-  b.writeUInt32BE(code >>> 0, 4);
-  rest.copy(b, 8);
-  return b;
-}
+import { untyped } from '../helpers/wire.ts';
 
 /** A StartupMessage body: name\0value\0 pairs, then the terminating \0 unless `terminate` is false. */
 function params(pairs: [string, string][], terminate = true): Buffer {
@@ -34,20 +26,20 @@ function thrown(f: () => unknown): PoolerError {
 
 describe('parseStartupPacket', () => {
   it('SSLRequest and GSSENCRequest', () => {
-    expect(parseStartupPacket(packet(SSL))).toEqual({ kind: 'ssl' });
-    expect(parseStartupPacket(packet(GSSENC))).toEqual({ kind: 'gssenc' });
+    expect(parseStartupPacket(untyped(SSL))).toEqual({ kind: 'ssl' });
+    expect(parseStartupPacket(untyped(GSSENC))).toEqual({ kind: 'gssenc' });
   });
 
   it('CancelRequest with pid and key, negative key included', () => {
     const body = Buffer.alloc(8);
     body.writeInt32BE(12345, 0);
     body.writeInt32BE(-7, 4);
-    expect(parseStartupPacket(packet(CANCEL, body))).toEqual({ kind: 'cancel', pid: 12345, key: -7 });
+    expect(parseStartupPacket(untyped(CANCEL, body))).toEqual({ kind: 'cancel', pid: 12345, key: -7 });
   });
 
   it('a CancelRequest of the wrong length is a protocol violation', () => {
     for (const n of [0, 4, 12]) {
-      const e = thrown(() => parseStartupPacket(packet(CANCEL, Buffer.alloc(n))));
+      const e = thrown(() => parseStartupPacket(untyped(CANCEL, Buffer.alloc(n))));
       expect(e.sqlstate).toBe('08P01');
       expect(e.message).toMatch(/cancel request length/);
     }
@@ -55,13 +47,13 @@ describe('parseStartupPacket', () => {
 
   it('an SSLRequest code with a body is not taken for an SSLRequest', () => {
     // 80877103 = 1234.5679: only the exact 8-byte packet is the request; anything else is an unknown protocol.
-    const e = thrown(() => parseStartupPacket(packet(SSL, Buffer.from('x\0\0'))));
+    const e = thrown(() => parseStartupPacket(untyped(SSL, Buffer.from('x\0\0'))));
     expect(e.sqlstate).toBe('08P01');
     expect(e.code).toBe('unsupported_protocol');
   });
 
   it('protocol 3.0 StartupMessage with parameters, in order, values may be empty', () => {
-    const p = parseStartupPacket(packet(V30, params([['user', 'alice'], ['database', 'app'], ['application_name', ''], ['options', '-c x=1']])));
+    const p = parseStartupPacket(untyped(V30, params([['user', 'alice'], ['database', 'app'], ['application_name', ''], ['options', '-c x=1']])));
     expect(p.kind).toBe('startup');
     if (p.kind !== 'startup') return;
     expect(p.minor).toBe(0);
@@ -70,25 +62,25 @@ describe('parseStartupPacket', () => {
   });
 
   it('UTF-8 names and values survive', () => {
-    const p = parseStartupPacket(packet(V30, params([['user', 'zoë'], ['application_name', '日本']])));
+    const p = parseStartupPacket(untyped(V30, params([['user', 'zoë'], ['application_name', '日本']])));
     expect(p.kind === 'startup' && Object.fromEntries(p.params)).toEqual({ user: 'zoë', application_name: '日本' });
   });
 
   it('a StartupMessage with no parameters at all is accepted (the user check is the caller’s)', () => {
-    const p = parseStartupPacket(packet(V30, Buffer.from([0])));
+    const p = parseStartupPacket(untyped(V30, Buffer.from([0])));
     expect(p.kind === 'startup' && p.params.size).toBe(0);
   });
 
   it('protocol 3.2 (and any 3.x) reports its minor version', () => {
     for (const minor of [1, 2, 9999]) {
-      const p = parseStartupPacket(packet(V30 | minor, params([['user', 'u']])));
+      const p = parseStartupPacket(untyped(V30 | minor, params([['user', 'u']])));
       expect(p.kind === 'startup' && p.minor).toBe(minor);
     }
   });
 
   it('_pq_. protocol options are listed as unsupported and not taken as parameters', () => {
     const p = parseStartupPacket(
-      packet(V30 | 2, params([['user', 'u'], ['_pq_.compression', 'on'], ['database', 'd'], ['_pq_.other', '']])),
+      untyped(V30 | 2, params([['user', 'u'], ['_pq_.compression', 'on'], ['database', 'd'], ['_pq_.other', '']])),
     );
     expect(p.kind).toBe('startup');
     if (p.kind !== 'startup') return;
@@ -98,7 +90,7 @@ describe('parseStartupPacket', () => {
 
   it('protocol 2.0, 1.0 and 4.0 are rejected with 08P01 unsupported_protocol', () => {
     for (const [major, minor] of [[2, 0], [1, 0], [4, 0], [0, 0]] as const) {
-      const e = thrown(() => parseStartupPacket(packet((major << 16) | minor, params([['user', 'u']]))));
+      const e = thrown(() => parseStartupPacket(untyped((major << 16) | minor, params([['user', 'u']]))));
       expect(e.sqlstate).toBe('08P01');
       expect(e.code).toBe('unsupported_protocol');
       expect(e.message).toContain(`${major}.${minor}`);
@@ -106,7 +98,7 @@ describe('parseStartupPacket', () => {
   });
 
   it('a missing final terminator is rejected', () => {
-    const e = thrown(() => parseStartupPacket(packet(V30, params([['user', 'u']], false))));
+    const e = thrown(() => parseStartupPacket(untyped(V30, params([['user', 'u']], false))));
     expect(e.sqlstate).toBe('08P01');
     expect(e.code).toBe('protocol_violation');
     expect(e.message).toMatch(/terminator/);
@@ -114,13 +106,13 @@ describe('parseStartupPacket', () => {
 
   it('a name without value, a value without terminator, and an empty body are rejected', () => {
     for (const body of [Buffer.from('user\0'), Buffer.from('user\0alice'), Buffer.from('user'), Buffer.alloc(0)]) {
-      const e = thrown(() => parseStartupPacket(packet(V30, body)));
+      const e = thrown(() => parseStartupPacket(untyped(V30, body)));
       expect(e.sqlstate, JSON.stringify(body.toString())).toBe('08P01');
     }
   });
 
   it('bytes after the terminator are rejected', () => {
-    const e = thrown(() => parseStartupPacket(packet(V30, Buffer.concat([params([['user', 'u']]), Buffer.from('junk\0')]))));
+    const e = thrown(() => parseStartupPacket(untyped(V30, Buffer.concat([params([['user', 'u']]), Buffer.from('junk\0')]))));
     expect(e.sqlstate).toBe('08P01');
     expect(e.message).toMatch(/terminator/);
   });
