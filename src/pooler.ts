@@ -107,7 +107,7 @@ export class Pooler implements ClientHost {
     const pool = this.pools.get(database, serverUser);
     this.poolDatabase.set(pool, { entry, dbname: entry.dbname ?? database });
     const mode = this.config.users.get(user)?.poolMode ?? entry.poolMode ?? this.config.settings.pool_mode;
-    return { pool, mode, serverParams: entry.startupParams };
+    return { pool, mode };
   }
 
   rememberClientKey(pool: Pool, clientKey: Buffer): void {

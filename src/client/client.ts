@@ -23,8 +23,6 @@ export type ClientState = 'login' | 'idle' | 'waiting' | 'active' | 'closed';
 export interface ResolvedPool {
   pool: Pool;
   mode: PoolMode;
-  /** parameters the database line forces on every server (they are not the client's to change at login) */
-  serverParams: Record<string, string>;
 }
 
 /** What a client needs from the pooler that owns it. */
@@ -288,7 +286,6 @@ export class ClientConn implements ScanSink, ServerPeer {
         return false;
       default:
         if (needsSync[type] !== 0) this.unsynced = true;
-        void msg;
         return true;
     }
   }

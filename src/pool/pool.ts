@@ -79,9 +79,9 @@ export class Pool implements ServerOwner {
   private reserveInUse = false;
   /** ParameterStatus values of the first server that logged in; sent to clients at login */
   serverParams: Map<string, string> | null = null;
-  lastError: PoolerError | null = null;
   closed = false;
   paused = false;
+  /** waits and connects, for SHOW POOLS / SHOW STATS and metrics */
   stats = { waitCount: 0, totalWaitMs: 0, maxWaitMs: 0, connects: 0, connectFailures: 0 };
 
   private cachedSettings: PoolSettings | null = null;
@@ -150,8 +150,8 @@ export class Pool implements ServerOwner {
   }
 
   /**
-   * Give a server back. `dirty` means the client left it mid-transaction: roll back first.
-   * Anything not at a clean idle point must be closed by the caller instead.
+   * Give a server back at a message boundary with no replies owed. A server left inside a transaction is
+   * rolled back first; anything not at such a point must be closed by the caller instead.
    */
   release(server: ServerConn): void {
     this.active.delete(server);
@@ -285,7 +285,6 @@ export class Pool implements ServerOwner {
         this.connecting--;
         const server = new ServerConn(login, target.host, target.port, this);
         if (this.serverParams === null) this.serverParams = new Map(login.params);
-        this.lastError = null;
         this.deps.serverOpened(server, this);
         if (this.closed) server.close('database removed');
         else this.makeAvailable(server);
@@ -295,7 +294,6 @@ export class Pool implements ServerOwner {
         this.deps.dbLimit.count--;
         this.deps.userLimit.count--;
         this.stats.connectFailures++;
-        this.lastError = err;
         this.deps.log.warn({ db: this.database, user: this.user, err: err.message, sqlstate: err.sqlstate }, 'server connect failed');
         // With no server at all nobody queued here can be served soon: tell them why now.
         if (this.total === 0) {

@@ -61,7 +61,6 @@ export class ServerConn implements ScanSink {
   private readonly scanner: MessageScanner;
   private internal: Internal | null = null;
   private sawReady = false;
-  private closeReason: string | null = null;
 
   constructor(login: LoggedIn, host: string, port: number, owner: ServerOwner) {
     this.socket = login.socket;
@@ -156,7 +155,6 @@ export class ServerConn implements ScanSink {
   close(reason: string): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
-    this.closeReason = reason;
     this.scanner.stop();
     if (!this.socket.destroyed) {
       if (this.socket.writable) this.socket.end(build.terminate);
@@ -169,9 +167,5 @@ export class ServerConn implements ScanSink {
     this.peer = null;
     peer?.serverLost(this, new PoolerError(ErrorCodes.serverLost, `server connection lost: ${reason}`));
     this.owner.serverClosed(this, reason);
-  }
-
-  get reason(): string | null {
-    return this.closeReason;
   }
 }
