@@ -76,14 +76,13 @@ export class Pooler implements ClientHost {
 
   private accept(socket: net.Socket): void {
     if (this.shuttingDown) {
-      socket.end(build.errorResponse('FATAL', '57P01', 'pooler is shutting down'));
+      refuse(socket, build.errorResponse('FATAL', '57P01', 'pooler is shutting down'));
       return;
     }
     const max = this.config.settings.max_client_conn;
     if (max > 0 && this.clients.size >= max) {
       this.log.warn({ remote: socket.remoteAddress, max }, 'closing because: no more connections allowed (max_client_conn)');
-      socket.on('error', () => socket.destroy());
-      socket.end(build.errorResponse('FATAL', ErrorCodes.tooManyClients.sqlstate, 'no more connections allowed (max_client_conn)'));
+      refuse(socket, build.errorResponse('FATAL', ErrorCodes.tooManyClients.sqlstate, 'no more connections allowed (max_client_conn)'));
       return;
     }
     const c = new ClientConn(socket, this);
@@ -186,6 +185,8 @@ export class Pooler implements ClientHost {
     for (const pool of this.pools.pools.values()) {
       pool.closeExpiredIdle(now);
       pool.ensureMin();
+      // A waiter blocked by a shared limit (max_db_connections / max_user_connections) gets its chance here too.
+      pool.fill();
     }
     if (s.client_idle_timeout > 0 || s.idle_transaction_timeout > 0) {
       for (const c of this.clients) {
@@ -221,7 +222,8 @@ export class Pooler implements ClientHost {
   async shutdown(reason: string, timeoutMs: number): Promise<void> {
     this.shuttingDown = true;
     if (this.janitor) clearInterval(this.janitor);
-    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+    // Not awaited: close() calls back only once every accepted connection is gone, which is what we wait for below.
+    this.server?.close();
     const deadline = Date.now() + timeoutMs;
     while (this.clients.size > 0 && Date.now() < deadline) {
       for (const c of this.clients) if (c.state === 'idle' || c.state === 'login') c.close(reason);
@@ -240,6 +242,14 @@ export class Pooler implements ClientHost {
     for (const p of this.pools.pools.values()) p.closeAll(reason);
     for (const s of this.servers) s.close(reason);
   }
+}
+
+/** Send a final error and make sure the socket goes away: read (and drop) what the client sends until it closes. */
+function refuse(socket: net.Socket, error: Buffer): void {
+  socket.on('error', () => socket.destroy());
+  socket.setTimeout(5000, () => socket.destroy());
+  socket.resume();
+  socket.end(error);
 }
 
 function readUserlist(config: Config): Map<string, UserSecret> {

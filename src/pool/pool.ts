@@ -62,6 +62,8 @@ export interface PoolDeps {
   userLimit: SharedLimit;
   /** A pool of the same database may give up an idle server to make room under max_db_connections. */
   evictIdleElsewhere(pool: Pool): boolean;
+  /** This pool parked an idle server while a shared limit is full: pools sharing the limit may want it. */
+  slotIdle(pool: Pool): void;
   serverOpened(server: ServerConn, pool: Pool): void;
   serverClosed(server: ServerConn, pool: Pool, reason: string): void;
 }
@@ -76,6 +78,8 @@ export class Pool implements ServerOwner {
   readonly busy = new Set<ServerConn>();
   private readonly waiters = new Fifo<WaitEntry>();
   private connecting = 0;
+  /** idle servers running server_check_query: about to be available, so no reason to open more */
+  private checking = 0;
   private reserveInUse = false;
   /** ParameterStatus values of the first server that logged in; sent to clients at login */
   serverParams: Map<string, string> | null = null;
@@ -132,7 +136,7 @@ export class Pool implements ServerOwner {
         waiter.fail(new PoolerError(ErrorCodes.queryWaitTimeout, 'query_wait_timeout'));
       }, st.queryWaitTimeoutMs);
     }
-    if (st.reserveSize > 0 && st.reserveTimeoutMs >= 0) {
+    if (st.reserveSize > 0 && st.reserveTimeoutMs > 0) {
       entry.reserveTimer = setTimeout(() => {
         entry.reserveTimer = null;
         this.reserveInUse = true;
@@ -206,6 +210,8 @@ export class Pool implements ServerOwner {
       server.state = 'idle';
       this.idle.push(server);
       if (this.waiters.size === 0) this.reserveInUse = false;
+      // Under a shared limit, another pool's waiter may be stuck behind this idle server: let it take the slot.
+      if (this.deps.dbLimit.full || this.deps.userLimit.full) this.deps.slotIdle(this);
     }
   }
 
@@ -239,14 +245,17 @@ export class Pool implements ServerOwner {
   private check(server: ServerConn, sql: string): void {
     server.state = 'internal';
     this.busy.add(server);
+    this.checking++;
     server.runInternal([sql]).then(
       () => {
+        this.checking--;
         this.busy.delete(server);
         server.lastUsedAt = Date.now();
         if (server.txStatus !== TxStatus.Idle) server.close('server_check_query left a transaction open');
         else this.makeAvailable(server);
       },
       (e: PoolerError) => {
+        this.checking--;
         this.busy.delete(server);
         server.close(`server_check_query failed: ${e.message}`);
         this.fill();
@@ -258,7 +267,7 @@ export class Pool implements ServerOwner {
   fill(): void {
     if (this.closed || this.paused) return;
     const st = this.settings;
-    while (this.waiters.size > this.connecting) {
+    while (this.waiters.size > this.connecting + this.checking) {
       const limit = st.size + (this.reserveInUse ? st.reserveSize : 0);
       if (this.total >= limit) break;
       if (this.deps.dbLimit.full && !this.deps.evictIdleElsewhere(this)) break;

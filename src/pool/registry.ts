@@ -39,6 +39,7 @@ export class PoolRegistry {
         dbLimit,
         userLimit,
         evictIdleElsewhere: (p) => this.evictIdle(p),
+        slotIdle: (p) => this.wakeWaiters(p),
         serverOpened: (s, p) => d.serverOpened(s, p),
         serverClosed: (s, p, r) => d.serverClosed(s, p, r),
       };
@@ -62,6 +63,12 @@ export class PoolRegistry {
       map.set(key, l);
     }
     return l;
+  }
+
+  private wakeWaiters(from: Pool): void {
+    for (const p of this.pools.values()) {
+      if (p !== from && p.waiting > 0 && (p.database === from.database || p.user === from.user)) p.fill();
+    }
   }
 
   private evictIdle(requester: Pool): boolean {

@@ -52,4 +52,14 @@ describe('pooler command line', () => {
       await pooler.stop();
     }
   });
+
+  it('SIGTERM with idle clients connected closes them and exits 0 (not killed after the helper\'s 5 s grace)', async () => {
+    const pooler = await startPoolerFor(cluster);
+    const clients = Array.from({ length: 5 }, () => pgClient(pooler));
+    await Promise.all(clients.map((c) => c.connect()));
+    await Promise.all(clients.map((c) => c.query('SELECT 1')));
+    const closed = clients.map((c) => new Promise((r) => c.once('end', r)));
+    expect(await pooler.stop()).toBe(0);
+    await Promise.all(closed);
+  });
 });
