@@ -1,17 +1,14 @@
 // Shapes shared by the bench runner and its report: one pgbench run, and the rounds of a case/target folded together.
 
+import type { PgbenchResult } from './pgbench.ts';
+
 export type TargetName = 'direct' | 'pooler' | 'pgbouncer';
 
-export interface RunRecord {
+/** One pgbench run: what pgbench reported (its error lines are folded into `problems`) plus the proxy's cost. */
+export interface RunRecord extends Omit<PgbenchResult, 'errors' | 'stdout'> {
   caseId: string;
   target: TargetName;
   round: number;
-  tps: number;
-  latencyMs: number;
-  failed: number;
-  processed: number;
-  abortedClients: number;
-  exitCode: number | null;
   /** proxy CPU (user + system) per processed transaction, µs; NaN for direct */
   cpuUsPerTx: number;
   /** proxy VmRSS at the end of the run, MB; NaN for direct */
