@@ -96,7 +96,8 @@ describe('cancel through pooler (transaction mode, pool size 2)', () => {
       expect(r, 'query still running 5 s after the cancel').not.toBe('timeout');
       if (r === 'timeout' || r.ok) throw new Error(`query was not cancelled: ${JSON.stringify(r)}`);
       expect(r.error.code).toBe('57014');
-      expect(Date.now() - sent).toBeLessThan(5000);
+      // The cancel must take effect within 1 s (the bound the transaction-mode issue sets).
+      expect(Date.now() - sent).toBeLessThan(1000);
 
       // The same connection keeps working, with the same key.
       expect((await c.query('SELECT 7 AS x')).rows).toEqual([{ x: 7 }]);
