@@ -56,6 +56,13 @@ const readOnlyReported = new Set(['server_version', 'server_encoding', 'integer_
 /** Startup parameters that are not session settings. */
 const notSettings = new Set(['user', 'database', 'options', 'replication']);
 
+interface SettingChange {
+  name: string;
+  /** null: RESET */
+  value: string | null;
+  sql: string;
+}
+
 let nextId = 1;
 
 export class ClientConn implements ScanSink, ServerPeer {
@@ -341,7 +348,7 @@ export class ClientConn implements ScanSink, ServerPeer {
     server.peer = this;
     this.state = 'active';
     const sync = this.settingsSync(server);
-    if (sync.length === 0) {
+    if (sync === null) {
       this.flushQueue();
       return;
     }
@@ -364,19 +371,22 @@ export class ClientConn implements ScanSink, ServerPeer {
     );
   }
 
-  /** SET/RESET statements that bring the server's session to what this client asked for. */
-  private settingsSync(server: ServerConn): { name: string; value: string | null; sql: string }[] {
-    const out: { name: string; value: string | null; sql: string }[] = [];
+  /**
+   * set_config/RESET statements that bring the server's session to what this client asked for; null when the
+   * server already matches (the common case, checked on every hand-out, so it allocates nothing).
+   */
+  private settingsSync(server: ServerConn): SettingChange[] | null {
+    let out: SettingChange[] | null = null;
     for (const [name, value] of this.settings) {
       if (server.params.get(name) !== value) {
         // set_config reads the value as a startup parameter would: `a,b` stays a list, not one quoted name.
-        out.push({ name, value, sql: `SELECT pg_catalog.set_config(${quoteLiteral(name)}, ${quoteLiteral(value)}, false)` });
+        (out ??= []).push({ name, value, sql: `SELECT pg_catalog.set_config(${quoteLiteral(name)}, ${quoteLiteral(value)}, false)` });
         server.touched.add(name);
       }
     }
     for (const name of server.touched) {
       if (!this.settings.has(name)) {
-        out.push({ name, value: null, sql: `RESET ${quoteIdent(name)}` });
+        (out ??= []).push({ name, value: null, sql: `RESET ${quoteIdent(name)}` });
         server.touched.delete(name);
       }
     }
