@@ -26,6 +26,7 @@ export const ErrorCodes = {
   loginTimeout: { code: 'client_login_timeout', sqlstate: '08P01', severity: 'FATAL' },
   statementModeTransaction: { code: 'statement_mode_transaction', sqlstate: '25001', severity: 'FATAL' },
   replicationUnsupported: { code: 'replication_unsupported', sqlstate: '0A000', severity: 'FATAL' },
+  sessionFeatureRejected: { code: 'session_feature_rejected', sqlstate: '0A000', severity: 'ERROR' },
   shuttingDown: { code: 'shutting_down', sqlstate: '57P01', severity: 'FATAL' },
 } as const satisfies Record<string, PoolerErrorInfo>;
 

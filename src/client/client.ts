@@ -17,6 +17,9 @@ import type { PoolMode, Settings } from '../config/types.ts';
 import type { UserSecret } from '../auth/userlist.ts';
 import { sendCancel } from '../server/connect.ts';
 import { holdCurrent } from '../server/read-buffers.ts';
+import { Expect, Replies } from './replies.ts';
+import { ClientStatements, type StatementOp } from './prepared.ts';
+import { sessionEffects, type SessionEffects } from '../sql/session.ts';
 
 export type ClientState = 'login' | 'idle' | 'waiting' | 'active' | 'closed';
 
@@ -49,12 +52,19 @@ const inspectTypes = (() => {
   t[Frontend.CopyData] = 0;
   return t;
 })();
-/** Extended-protocol messages that leave the server owing a Sync. */
-const needsSync = typeSet([Frontend.Parse, Frontend.Bind, Frontend.Describe, Frontend.Execute, Frontend.Close]);
 /** Reported parameters that describe the server or role, not settings a session can SET. */
 const readOnlyReported = new Set(['server_version', 'server_encoding', 'integer_datetimes', 'is_superuser', 'session_authorization', 'in_hot_standby']);
 /** Startup parameters that are not session settings. */
 const notSettings = new Set(['user', 'database', 'options', 'replication']);
+
+/** What the server's session holds beyond its startup values: read back after a client changed settings. */
+const CAPTURE_SETTINGS = "SELECT name, setting FROM pg_catalog.pg_settings WHERE source = 'session'";
+/** Custom settings (`myapp.tenant`) hide from pg_settings too; their names are taken from the SQL instead. */
+const customSet = /\bset\s+(?:session\s+)?("?[a-z_][\w$]*"?\s*\.\s*"?[a-z_][\w$]*"?)|\bset_config\s*\(\s*'([^'.]+\.[^']+)'/gi;
+/** SET ROLE / SESSION AUTHORIZATION hide from pg_settings, so they cannot follow a client to another server. */
+const roleChange = /\b(role|authorization)\b/i;
+
+type Outgoing = Buffer | StatementOp;
 
 interface SettingChange {
   name: string;
@@ -65,7 +75,7 @@ interface SettingChange {
 
 let nextId = 1;
 
-export class ClientConn implements ScanSink, ServerPeer {
+export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
   readonly id = nextId++;
   readonly socket: net.Socket;
   readonly host: ClientHost;
@@ -82,16 +92,30 @@ export class ClientConn implements ScanSink, ServerPeer {
   server: ServerConn | null = null;
   /** session settings the client asked for (lower-case name → value); applied to each server it gets */
   readonly settings = new Map<string, string>();
+  /** the settings from the startup packet: what RESET returns to, as on a direct connection */
+  private startupSettings: Map<string, string> | null = null;
+  /** custom settings (with a dot) the client ever set, read back explicitly */
+  private customNames: Set<string> | null = null;
   lastActivity = Date.now();
-  /** ReadyForQuery messages owed to the client for what it has sent */
-  private pendingReady = 0;
+  /** what the server owes for what the client has sent, request by request */
+  private readonly replies = new Replies((bytes) => this.socket.write(bytes));
+  /** named prepared statements, tracked in transaction and statement pooling (max_prepared_statements > 0) */
+  private statements: ClientStatements | null = null;
+  /** the client may have changed session settings since they were last read back from its server */
+  private settingsDirty = false;
+  /** the session-only feature that ties this client to its server until it leaves */
+  pinned: string | null = null;
+  /** reading the server's settings back before giving it up: client messages wait in the queue */
+  private holding = false;
   /** extended-protocol messages sent since the last Sync */
   private unsynced = false;
-  private readonly queue: Buffer[] = [];
+  /** everything since the last Sync was answered by pooler without a server: so can the Sync be */
+  private localBatch = false;
+  private readonly queue: Outgoing[] = [];
   private waitHandle: QueueEntry<unknown> | null = null;
   private startBuf: Buffer = Buffer.alloc(0);
   private auth: ClientAuth | null = null;
-  private scanner: MessageScanner | null = null;
+  private scanner: MessageScanner<Outgoing> | null = null;
   private terminated = false;
   private pausedForServer = false;
   private pausedForDrain = false;
@@ -118,7 +142,7 @@ export class ClientConn implements ScanSink, ServerPeer {
 
   /** The server owes this client replies: a query is running (not merely a transaction open). */
   get queryRunning(): boolean {
-    return this.pendingReady > 0 || this.unsynced;
+    return this.replies.length > 0 || this.unsynced;
   }
 
   private onData(chunk: Buffer): void {
@@ -200,6 +224,7 @@ export class ClientConn implements ScanSink, ServerPeer {
     const options = params.get('options');
     if (options) for (const [k, v] of parseOptions(options)) if (!ignored.has(k.toLowerCase())) this.settings.set(k.toLowerCase(), v);
 
+    if (this.settings.size > 0) this.startupSettings = new Map(this.settings);
     const resolved = this.host.resolvePool(this.database, this.user);
     if (resolved instanceof PoolerError) {
       this.host.log.info({ client: this.id, remote: this.remote, db: this.database, user }, `login failed: ${resolved.message}`);
@@ -254,7 +279,11 @@ export class ClientConn implements ScanSink, ServerPeer {
     out.push(build.backendKeyData(this.cancelPid, this.cancelKey), build.readyForQuery.I);
     this.socket.write(Buffer.concat(out));
     this.host.registerCancelKey(this);
-    this.scanner = new MessageScanner(inspectTypes, this.host.settings().max_packet_size, this);
+    this.scanner = new MessageScanner<Outgoing>(inspectTypes, this.host.settings().max_packet_size, this);
+    const maxPrepared = this.host.settings().max_prepared_statements;
+    if (this.mode !== 'session' && maxPrepared > 0) {
+      this.statements = new ClientStatements(this.replies, () => this.host.settings().max_prepared_statements || maxPrepared, this.pool!.knownStatements);
+    }
     this.state = this.server ? 'active' : 'idle';
     if (this.host.settings().log_connections) {
       this.host.log.info({ client: this.id, remote: this.remote, db: this.database, user: this.user }, 'login');
@@ -266,7 +295,7 @@ export class ClientConn implements ScanSink, ServerPeer {
 
   // ---- messages from the client ------------------------------------------------------------------------
 
-  inspect(type: number, msg: Buffer): boolean {
+  inspect(type: number, msg: Buffer): boolean | Outgoing {
     if (validTypes[type] === 0) {
       this.fail(new PoolerError(ErrorCodes.protocolViolation, `invalid frontend message type ${typeName(type)}`));
       this.scanner!.stop();
@@ -278,32 +307,162 @@ export class ClientConn implements ScanSink, ServerPeer {
       this.scanner!.stop();
       return false;
     }
+    const local = this.localBatch;
+    this.localBatch = false;
     switch (type) {
       case Frontend.Query:
+        return this.onQuery(msg);
       case Frontend.FunctionCall:
-        this.pendingReady++;
+        this.replies.push(Expect.Query);
         return true;
       case Frontend.Sync:
-        this.pendingReady++;
         this.unsynced = false;
+        if (local && this.server === null && this.queue.length === 0) {
+          // No server, so no transaction: idle.
+          this.replies.push(Expect.Answered, { answer: build.readyForQuery.I });
+          return false;
+        }
+        this.replies.push(Expect.Sync);
         return true;
       case Frontend.Terminate:
         this.terminated = true;
         this.scanner!.stop();
         return false;
-      default:
-        if (needsSync[type] !== 0) this.unsynced = true;
+      case Frontend.Parse:
+        this.unsynced = true;
+        return this.onParse(msg);
+      case Frontend.Bind:
+        this.unsynced = true;
+        if (this.statements) return this.statements.bind(msg);
+        this.replies.push(Expect.Bind);
         return true;
+      case Frontend.Describe:
+        this.unsynced = true;
+        if (this.statements) return this.statements.describe(msg);
+        this.replies.push(Expect.Describe);
+        return true;
+      case Frontend.Execute:
+        this.unsynced = true;
+        this.replies.push(Expect.Execute);
+        return true;
+      case Frontend.Close:
+        this.unsynced = true;
+        if (this.statements) return this.statements.close(msg);
+        this.replies.push(Expect.Close);
+        return true;
+      default:
+        return true; // Flush and COPY data: no reply of their own
     }
+  }
+
+  /** A simple Query: in transaction and statement pooling, look for what outlives the transaction. */
+  private onQuery(msg: Buffer): boolean | Outgoing {
+    if (this.mode === 'session') {
+      this.replies.push(Expect.Query);
+      return true;
+    }
+    const sql = msg.toString('utf8', 5, msg.length - 1);
+    const fx = sessionEffects(sql);
+    if (fx === null) {
+      this.replies.push(Expect.Query);
+      return true;
+    }
+    const feature = this.sessionFeature(sql, fx) ?? (fx.preparedInMulti && this.statements ? 'PREPARE or EXECUTE in a multi-statement query' : null);
+    if (feature !== null && this.host.settings().session_features === 'reject') {
+      this.replies.push(Expect.Query);
+      return build.query(build.raiseSql(ErrorCodes.sessionFeatureRejected.sqlstate, rejectMessage(feature)));
+    }
+    if (feature !== null) this.pin(feature);
+    const st = this.statements;
+    if (st !== null) {
+      const p = fx.prepared;
+      if (p?.kind === 'prepare') return st.sqlPrepare(sql, p);
+      if (p?.kind === 'execute') return st.sqlExecute(sql, p);
+      if (p?.kind === 'deallocate') return st.sqlDeallocate(sql, p, () => this.server);
+      if (fx.discardAll || fx.deallocateAll) {
+        this.replies.push(Expect.Query, { ok: () => st.forgetAll(this.server) });
+        return true;
+      }
+    }
+    this.replies.push(Expect.Query);
+    return true;
+  }
+
+  /** Parse: the statement text is checked like a Query's; named statements are tracked. */
+  private onParse(msg: Buffer): boolean | Outgoing {
+    if (this.mode !== 'session') {
+      const qStart = msg.indexOf(0, 5) + 1;
+      const qEnd = qStart > 0 ? msg.indexOf(0, qStart) : -1;
+      if (qEnd > 0) {
+        const sql = msg.toString('utf8', qStart, qEnd);
+        const fx = sessionEffects(sql);
+        if (fx !== null) {
+          const feature = this.sessionFeature(sql, fx) ?? (fx.prepared || fx.preparedInMulti ? 'SQL PREPARE or EXECUTE in the extended protocol' : null);
+          if (feature !== null && this.host.settings().session_features === 'reject') {
+            // Answered in the Parse's place by the server itself, which then skips to Sync as for its own error.
+            this.replies.push(Expect.Parse, null, 2);
+            return build.raiseExtended(ErrorCodes.sessionFeatureRejected.sqlstate, rejectMessage(feature));
+          }
+          if (feature !== null) this.pin(feature);
+        }
+      }
+    }
+    if (this.statements) {
+      const r = this.statements.parse(msg, this.server === null && this.queue.length === 0 && this.replies.length === 0);
+      if (r === false) this.localBatch = true;
+      return r;
+    }
+    this.replies.push(Expect.Parse);
+    return true;
+  }
+
+  /** The session-only feature a statement uses (or null); notes settings changes on the way. */
+  private sessionFeature(sql: string, fx: SessionEffects): string | null {
+    if (fx.changesSettings) {
+      this.settingsDirty = true;
+      for (const m of sql.matchAll(customSet)) {
+        const raw = m[1] ?? m[2]!;
+        const name = raw.includes('"') ? raw.replace(/\s+/g, '').replace(/"/g, '') : raw.replace(/\s+/g, '').toLowerCase();
+        (this.customNames ??= new Set()).add(name);
+      }
+      if (roleChange.test(sql)) return 'SET ROLE or SET SESSION AUTHORIZATION';
+    }
+    return fx.feature;
+  }
+
+  /** Keep this client's server until it disconnects: the server holds state only this session can use. */
+  private pin(feature: string): void {
+    if (this.pinned !== null) return;
+    this.pinned = feature;
+    if (this.server) this.server.needsDiscard = true;
+    if (this.pool) this.pool.stats.pinnedClients++;
+    this.host.log.info({ client: this.id, db: this.database, user: this.user, feature }, 'client pinned to its server');
   }
 
   forward(bytes: Buffer): void {
     const server = this.server;
-    if (server && this.state === 'active' && this.queue.length === 0) {
+    if (server && this.state === 'active' && this.queue.length === 0 && !this.holding) {
       if (!server.write(bytes)) this.pauseForDrain(server);
       return;
     }
     this.queue.push(bytes);
+    if (this.state === 'idle') this.requestServer();
+  }
+
+  /** A message rewritten for the server it reaches (or replaced by pooler), in its place in the stream. */
+  replace(r: Outgoing): void {
+    if (Buffer.isBuffer(r)) {
+      this.forward(r);
+      return;
+    }
+    const server = this.server;
+    if (server && this.state === 'active' && this.queue.length === 0 && !this.holding) {
+      const out: Buffer[] = [];
+      r.run(server, out);
+      if (out.length > 0 && !server.write(out.length === 1 ? out[0]! : Buffer.concat(out))) this.pauseForDrain(server);
+      return;
+    }
+    this.queue.push(r);
     if (this.state === 'idle') this.requestServer();
   }
 
@@ -347,6 +506,12 @@ export class ClientConn implements ScanSink, ServerPeer {
     this.server = server;
     server.peer = this;
     this.state = 'active';
+    if (this.pinned !== null) server.needsDiscard = true;
+    this.syncThenFlush(server);
+  }
+
+  /** Bring the server to this client's session settings, then send what the client has queued. */
+  private syncThenFlush(server: ServerConn): void {
     const sync = this.settingsSync(server);
     if (sync === null) {
       this.flushQueue();
@@ -354,13 +519,16 @@ export class ClientConn implements ScanSink, ServerPeer {
     }
     // A RESET value is unknown until the server reports it (reported settings) or forever (the rest).
     for (const s of sync) if (s.value === null) server.params.delete(s.name);
+    this.holding = true;
     server.runInternal([sync.map((s) => s.sql).join('; ')]).then(
       () => {
+        this.holding = false;
         // Remember the client's spelling ('utf8') rather than the server's ('UTF8') so the next link matches.
         for (const s of sync) if (s.value !== null) server.params.set(s.name, s.value);
         if (this.server === server) this.flushQueue();
       },
       (e: PoolerError) => {
+        this.holding = false;
         if (this.server !== server) return;
         // The failed setting is recorded in server.touched; pooled, the server would fail the next client's RESET.
         this.server = null;
@@ -398,9 +566,13 @@ export class ClientConn implements ScanSink, ServerPeer {
     const wasPaused = this.pausedForServer;
     this.pausedForServer = false;
     if (this.queue.length > 0) {
-      const bytes = this.queue.length === 1 ? this.queue[0]! : Buffer.concat(this.queue);
+      const out: Buffer[] = [];
+      for (const item of this.queue) {
+        if (Buffer.isBuffer(item)) out.push(item);
+        else item.run(server, out);
+      }
       this.queue.length = 0;
-      if (!server.write(bytes)) this.pauseForDrain(server);
+      if (out.length > 0 && !server.write(out.length === 1 ? out[0]! : Buffer.concat(out))) this.pauseForDrain(server);
     }
     if (wasPaused) this.updateReading();
     // Nothing queued means nothing owed: e.g. a Flush-only batch; give it back if the pool mode allows.
@@ -440,18 +612,24 @@ export class ClientConn implements ScanSink, ServerPeer {
     if (readOnlyReported.has(key)) return;
     this.settings.set(key, value);
     this.server?.touched.add(key);
+    // Something changed a setting pooler may not have seen in the SQL (a function, say): read them all back.
+    if (this.mode !== 'session') this.settingsDirty = true;
   }
 
-  readyArrived(): void {
-    if (this.pendingReady > 0) this.pendingReady--;
+  reply(type: number, msg: Buffer): boolean | Buffer {
+    return this.replies.onServerMessage(type, msg);
   }
 
   serverReady(server: ServerConn): void {
     this.lastActivity = Date.now();
-    if (this.server !== server || this.pendingReady > 0 || this.unsynced || this.queue.length > 0) return;
+    if (this.server !== server || this.replies.length > 0 || this.unsynced || this.queue.length > 0 || this.holding) return;
     if (this.scanner && !this.scanner.atBoundary) return;
-    if (this.mode === 'session') return;
+    if (this.mode === 'session' || this.pinned !== null) return;
     if (server.txStatus === TxStatus.Idle) {
+      if (this.settingsDirty) {
+        this.captureSettings(server);
+        return;
+      }
       this.server = null;
       this.state = 'idle';
       this.pool!.release(server);
@@ -460,6 +638,50 @@ export class ClientConn implements ScanSink, ServerPeer {
     if (this.mode === 'statement') {
       this.fail(new PoolerError(ErrorCodes.statementModeTransaction, 'transaction blocks not allowed in statement pooling mode'));
     }
+  }
+
+  /**
+   * The client may have changed its session settings (SET, RESET, set_config, DISCARD): read the server's
+   * back so they follow the client to its next server. Client messages wait until this is done.
+   */
+  private captureSettings(server: ServerConn): void {
+    this.holding = true;
+    // Cleared now, not when the rows arrive: a SET the client sends meanwhile must mark it again.
+    this.settingsDirty = false;
+    let sql = CAPTURE_SETTINGS;
+    if (this.customNames) {
+      const names = [...this.customNames].map(quoteLiteral).join(', ');
+      sql += ` UNION ALL SELECT n, pg_catalog.current_setting(n, true) FROM pg_catalog.unnest(ARRAY[${names}]::text[]) AS n`;
+    }
+    server.queryRows(sql).then(
+      (rows) => {
+        this.holding = false;
+        if (this.server !== server) return;
+        const captured = new Map<string, string>();
+        for (const [name, value] of rows) {
+          // A custom setting RESET (or never set on this server) reads as '' or NULL: not part of the session.
+          if (name && value && !name.startsWith('transaction_')) captured.set(name.toLowerCase(), value);
+        }
+        // The server's session now differs from its startup values in exactly these.
+        for (const k of server.touched) if (!captured.has(k)) server.params.delete(k);
+        server.touched.clear();
+        this.settings.clear();
+        for (const [k, v] of captured) {
+          server.params.set(k, v);
+          server.touched.add(k);
+          this.settings.set(k, v);
+        }
+        // What the session does not hold any more was RESET: on a direct connection that means the startup value.
+        if (this.startupSettings) for (const [k, v] of this.startupSettings) if (!captured.has(k)) this.settings.set(k, v);
+        // RESET may have brought back startup values this server does not hold: sync before the next request.
+        if (this.queue.length > 0) this.syncThenFlush(server);
+        else this.serverReady(server);
+      },
+      (e: PoolerError) => {
+        this.holding = false;
+        if (this.server === server) this.serverLost(server, e);
+      },
+    );
   }
 
   serverLost(server: ServerConn, err: PoolerError): void {
@@ -483,6 +705,7 @@ export class ClientConn implements ScanSink, ServerPeer {
     if (this.state === 'closed') return;
     const wasLoggedIn = this.scanner !== null;
     this.state = 'closed';
+    if (this.pinned !== null && this.pool) this.pool.stats.pinnedClients--;
     this.scanner?.stop();
     if (this.loginTimer) clearTimeout(this.loginTimer);
     if (this.waitHandle) {
@@ -513,8 +736,10 @@ export class ClientConn implements ScanSink, ServerPeer {
     server.peer = null;
     server.socket.resume();
     const clean =
-      this.pendingReady === 0 && !this.unsynced && (this.scanner === null || this.scanner.atBoundary) && server.state === 'active' &&
+      this.replies.length === 0 && !this.unsynced && (this.scanner === null || this.scanner.atBoundary) && server.state === 'active' &&
       !server.inspectAll; // the settings sync for this client is still running: its replies are still to come
+    // Settings changed and never read back (e.g. SET then BEGIN in one go): only DISCARD ALL makes it clean.
+    if (this.settingsDirty) server.needsDiscard = true;
     if (clean) {
       // Idle or idle-in-transaction: the pool rolls back (and resets) before anyone else gets it.
       this.pool!.release(server);
@@ -528,10 +753,14 @@ export class ClientConn implements ScanSink, ServerPeer {
   /** CancelRequest from this client's key: reaches only the server running this client's query. */
   cancelRunningQuery(): boolean {
     const s = this.server;
-    if (!s || this.pendingReady === 0) return false;
+    if (!s || this.replies.length === 0) return false;
     sendCancel(s.host, s.port, s.backendPid, s.backendKey);
     return true;
   }
+}
+
+function rejectMessage(feature: string): string {
+  return `${feature} needs the same server for the whole session, which transaction pooling does not give; refused because session_features = reject`;
 }
 
 export function quoteIdent(name: string): string {

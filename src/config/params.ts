@@ -420,7 +420,7 @@ export const PARAMS = [
     type: 'int',
     default: 200,
     reloadable: true,
-    implemented: false,
+    implemented: true,
     doc: 'How many protocol-level prepared statements are tracked per server connection so that they survive transaction pooling. 0 turns tracking off.',
   },
   {
@@ -703,6 +703,15 @@ export const PARAMS = [
     reloadable: false,
     implemented: false,
     doc: 'Name under which PgBouncer registers as a Windows service.',
+  },
+  {
+    name: 'session_features',
+    type: 'enum',
+    values: ['pin', 'reject'],
+    default: 'pin',
+    reloadable: true,
+    implemented: true,
+    doc: 'pooler only. In transaction and statement pooling, what happens to LISTEN, session advisory locks, CREATE TEMP TABLE, DECLARE ... WITH HOLD and LOAD, which need the same server for the rest of the session: pin keeps the client on its server until it disconnects; reject refuses the statement with SQLSTATE 0A000.',
   },
   {
     name: 'so_reuseport',

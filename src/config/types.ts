@@ -1,6 +1,8 @@
 // The shape of a loaded configuration: settings, [databases], [users] and the warnings met on the way.
 
 export type PoolMode = 'session' | 'transaction' | 'statement';
+/** What transaction and statement pooling do with features that need the same server for the whole session. */
+export type SessionFeatures = 'pin' | 'reject';
 
 export type AuthType = 'any' | 'cert' | 'hba' | 'ldap' | 'md5' | 'pam' | 'plain' | 'scram-sha-256' | 'trust';
 
@@ -177,6 +179,7 @@ export interface Settings {
   server_tls_protocols: string;
   server_tls_sslmode: TlsMode;
   service_name: string;
+  session_features: SessionFeatures;
   so_reuseport: boolean;
   stats_period: number;
   stats_users: string[];

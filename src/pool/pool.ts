@@ -8,6 +8,7 @@ import { ErrorCodes, PoolerError } from '../errors.ts';
 import { TxStatus } from '../protocol/codes.ts';
 import type { PoolMode } from '../config/types.ts';
 import type { Logger } from '../log.ts';
+import { ServerStatements } from '../server/statements.ts';
 
 export interface Waiter {
   /** The server is now the waiter's; it is in state 'active'. */
@@ -17,6 +18,9 @@ export interface Waiter {
 }
 
 /** Limits and timeouts a pool reads on every decision, so a reload takes effect at once. */
+/** Reset queries that make the server forget its prepared statements. */
+const dropsStatements = /\b(discard\s+all|deallocate)\b/i;
+
 export interface PoolSettings {
   mode: PoolMode;
   size: number;
@@ -86,7 +90,10 @@ export class Pool implements ServerOwner {
   closed = false;
   paused = false;
   /** waits and connects, for SHOW POOLS / SHOW STATS and metrics */
-  stats = { waitCount: 0, totalWaitMs: 0, maxWaitMs: 0, connects: 0, connectFailures: 0 };
+  /** prepared statements (pooler's names) that some server of this pool prepared without error */
+  readonly knownStatements = new ServerStatements();
+  /** pinnedClients: clients that keep their server for the session (session_features = pin) */
+  stats = { waitCount: 0, totalWaitMs: 0, maxWaitMs: 0, connects: 0, connectFailures: 0, pinnedClients: 0 };
 
   private cachedSettings: PoolSettings | null = null;
 
@@ -174,12 +181,14 @@ export class Pool implements ServerOwner {
     }
     const reset: string[] = [];
     if (server.txStatus !== TxStatus.Idle) reset.push('ROLLBACK');
-    const resetQuery = st.resetQuery && (st.mode === 'session' || st.resetQueryAlways);
+    const resetQuery = server.needsDiscard ? 'DISCARD ALL' : st.resetQuery && (st.mode === 'session' || st.resetQueryAlways) ? st.resetQuery : '';
     if (resetQuery) {
-      reset.push(st.resetQuery);
+      reset.push(resetQuery);
+      server.needsDiscard = false;
       // After DISCARD ALL / RESET ALL the settings pooler applied are gone; forget them so they are re-applied.
       for (const k of server.touched) server.params.delete(k);
       server.touched.clear();
+      if (dropsStatements.test(resetQuery)) server.statements.clear();
     }
     if (reset.length === 0) {
       this.makeAvailable(server);

@@ -144,3 +144,64 @@ export function saslResponse(data: string): Buffer {
 export function authCleartext(): Buffer {
   return typed(Backend.Authentication, 4, (b, o) => b.writeInt32BE(Auth.CleartextPassword, o));
 }
+
+export const parseComplete = typed(Backend.ParseComplete, 0);
+export const closeComplete = typed(Backend.CloseComplete, 0);
+
+export function commandComplete(tag: string): Buffer {
+  return typedBody(Backend.CommandComplete, Buffer.from(tag + '\0', 'utf8'));
+}
+
+/** Parse of `name` from the bytes that follow a name in a client's Parse (query, parameter types). */
+export function parseWithName(name: string, afterName: Buffer): Buffer {
+  const n = Buffer.byteLength(name);
+  return typed(Frontend.Parse, n + 1 + afterName.length, (b, o) => {
+    b.write(name, o, 'utf8');
+    b[o + n] = 0;
+    afterName.copy(b, o + n + 1);
+  });
+}
+
+/** A copy of a Bind, Describe or Close whose name spans [start, end) of `msg`, with `name` in its place. */
+export function withName(msg: Buffer, start: number, end: number, name: string): Buffer {
+  const n = Buffer.byteLength(name);
+  const out = Buffer.allocUnsafe(msg.length - (end - start) + n);
+  msg.copy(out, 0, 0, start);
+  out.write(name, start, 'utf8');
+  msg.copy(out, start + n, end);
+  out.writeInt32BE(out.length - 1, 1);
+  return out;
+}
+
+export function closeStatement(name: string): Buffer {
+  const n = Buffer.byteLength(name);
+  return typed(Frontend.Close, n + 2, (b, o) => {
+    b[o] = 0x53; // 'S'
+    b.write(name, o + 1, 'utf8');
+    b[o + 1 + n] = 0;
+  });
+}
+
+/** A statement whose only effect is to fail with this SQLSTATE and message, as if PostgreSQL refused the client's. */
+export function raiseSql(sqlstate: string, message: string): string {
+  const lit = "'" + message.replace(/'/g, "''") + "'";
+  return `DO $pooler$BEGIN RAISE EXCEPTION USING ERRCODE = '${sqlstate}', MESSAGE = ${lit}; END$pooler$`;
+}
+
+/**
+ * Extended-protocol messages that fail with this error at the place of the message they replace: the server
+ * aborts the transaction and skips to Sync exactly as for its own error. Uses the unnamed statement and portal.
+ */
+export function raiseExtended(sqlstate: string, message: string): Buffer {
+  const sql = Buffer.from(raiseSql(sqlstate, message) + '\0', 'utf8');
+  const parse = typed(Frontend.Parse, 1 + sql.length + 2, (b, o) => {
+    b[o] = 0;
+    sql.copy(b, o + 1);
+    b.writeInt16BE(0, o + 1 + sql.length);
+  });
+  // Bind: portal "", statement "", 0 parameter formats, 0 parameters, 0 result formats.
+  const bind = typed(Frontend.Bind, 8, (b, o) => b.fill(0, o, o + 8));
+  // Execute: portal "", no row limit.
+  const exec = typed(Frontend.Execute, 5, (b, o) => b.fill(0, o, o + 5));
+  return Buffer.concat([parse, bind, exec]);
+}

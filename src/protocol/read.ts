@@ -70,3 +70,16 @@ export function parameterStatusOf(msg: Buffer): [string, string] {
   const c = new Cursor(msg, 5);
   return [c.cstring(), c.cstring()];
 }
+
+/** A DataRow's columns as text (NULL as null); only for pooler's own small queries. */
+export function dataRowText(msg: Buffer): (string | null)[] {
+  const c = new Cursor(msg, 5);
+  const n = msg.readInt16BE(5);
+  c.pos = 7;
+  const out: (string | null)[] = [];
+  for (let k = 0; k < n; k++) {
+    const len = c.int32();
+    out.push(len < 0 ? null : c.bytes(len).toString('utf8'));
+  }
+  return out;
+}

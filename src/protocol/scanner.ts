@@ -6,24 +6,27 @@
 
 import { ErrorCodes, PoolerError } from '../errors.ts';
 
-export interface ScanSink {
+export interface ScanSink<R = never> {
   /** When true every message is inspected (e.g. while pooler consumes the replies to its own query). */
   readonly inspectAll: boolean;
   /**
    * A whole message (type byte, length, body). The view is only valid during the call.
-   * Return true to forward it along with the surrounding bytes, false to drop it.
+   * Return true to forward it along with the surrounding bytes, false to drop it, or a replacement that
+   * goes to replace() in its place, after everything before the message has been forwarded.
    */
-  inspect(type: number, msg: Buffer): boolean;
+  inspect(type: number, msg: Buffer): boolean | R;
   /** Bytes to pass on unchanged, in stream order. */
   forward(bytes: Buffer): void;
+  /** What inspect() returned instead of a message, in stream order. */
+  replace?(replacement: R): void;
   /** The stream is malformed; nothing more will be scanned. */
   malformed(err: PoolerError): void;
 }
 
-export class MessageScanner {
+export class MessageScanner<R = never> {
   private readonly inspectTypes: Uint8Array;
   private readonly maxLength: number;
-  private readonly sink: ScanSink;
+  private readonly sink: ScanSink<R>;
   private readonly header = Buffer.alloc(5);
   private headerLen = 0;
   /** an inspected message that spans chunks, being assembled */
@@ -37,7 +40,7 @@ export class MessageScanner {
    * @param inspectTypes 256 flags: non-zero means messages of that type byte go to inspect()
    * @param maxLength largest accepted message length field (PostgreSQL's length includes itself)
    */
-  constructor(inspectTypes: Uint8Array, maxLength: number, sink: ScanSink) {
+  constructor(inspectTypes: Uint8Array, maxLength: number, sink: ScanSink<R>) {
     this.inspectTypes = inspectTypes;
     this.maxLength = maxLength;
     this.sink = sink;
@@ -70,7 +73,7 @@ export class MessageScanner {
         if (this.partialLen === this.partial.length) {
           const msg = this.partial;
           this.partial = null;
-          if (this.sink.inspect(msg[0]!, msg)) this.sink.forward(msg);
+          this.deliverWhole(msg[0]!, msg);
           if (this.dead) return;
         }
         continue;
@@ -116,7 +119,7 @@ export class MessageScanner {
           if (total === 5) {
             const msg = this.partial;
             this.partial = null;
-            if (this.sink.inspect(type, msg)) this.sink.forward(msg);
+            this.deliverWhole(type, msg);
             if (this.dead) return;
           }
         } else {
@@ -128,9 +131,11 @@ export class MessageScanner {
       if (pos + total <= n) {
         if (wanted) {
           const msg = chunk.subarray(pos, pos + total);
-          if (!this.sink.inspect(type, msg)) {
+          const r = this.sink.inspect(type, msg);
+          if (r !== true) {
             this.flush(chunk, fwdStart, pos);
             fwdStart = pos + total;
+            if (r !== false) this.sink.replace!(r);
           }
           if (this.dead) return;
         }
@@ -148,6 +153,13 @@ export class MessageScanner {
       }
     }
     this.flush(chunk, fwdStart, pos);
+  }
+
+  /** A message assembled across chunks: everything before it has already been forwarded. */
+  private deliverWhole(type: number, msg: Buffer): void {
+    const r = this.sink.inspect(type, msg);
+    if (r === true) this.sink.forward(msg);
+    else if (r !== false) this.sink.replace!(r);
   }
 
   /** Stop scanning: later pushes are ignored. */

@@ -4,10 +4,11 @@
 import type net from 'node:net';
 import { Backend, TxStatus } from '../protocol/codes.ts';
 import { MessageScanner, typeSet, type ScanSink } from '../protocol/scanner.ts';
-import { errorFields, errorSummary, parameterStatusOf } from '../protocol/read.ts';
+import { dataRowText, errorFields, errorSummary, parameterStatusOf } from '../protocol/read.ts';
 import * as build from '../protocol/build.ts';
 import { ErrorCodes, PoolerError } from '../errors.ts';
 import type { LoggedIn } from './connect.ts';
+import { ServerStatements } from './statements.ts';
 
 export type ServerState = 'idle' | 'active' | 'internal' | 'closed';
 
@@ -15,8 +16,11 @@ export type ServerState = 'idle' | 'active' | 'internal' | 'closed';
 export interface ServerPeer {
   /** Write server bytes to the client; returns false when the client's buffer is full. */
   deliver(bytes: Buffer, from: ServerConn): void;
-  /** One ReadyForQuery for the client is in the bytes being delivered. */
-  readyArrived(): void;
+  /**
+   * A reply the client may be owed (ReadyForQuery, completions, errors): true to forward it, false to drop
+   * it, or the bytes to send in its place.
+   */
+  reply(type: number, msg: Buffer): boolean | Buffer;
   /** At least one ReadyForQuery arrived in the last chunk (already delivered): time to decide on release. */
   serverReady(server: ServerConn): void;
   /** The server failed or closed while linked. */
@@ -32,14 +36,21 @@ export interface ServerOwner {
 interface Internal {
   expect: number;
   error: PoolerError | null;
+  /** DataRows as text columns, when the caller wants rows */
+  rows: (string | null)[][] | null;
   resolve: () => void;
   reject: (e: PoolerError) => void;
 }
 
-const inspected = typeSet([Backend.ReadyForQuery, Backend.ParameterStatus]);
+/** The replies that end a request, so the client side can tell which request a reply belongs to. */
+const inspected = typeSet([
+  Backend.ReadyForQuery, Backend.ParameterStatus, Backend.ErrorResponse, Backend.ParseComplete, Backend.BindComplete,
+  Backend.CloseComplete, Backend.RowDescription, Backend.NoData, Backend.CommandComplete, Backend.EmptyQueryResponse,
+  Backend.PortalSuspended,
+]);
 let nextId = 1;
 
-export class ServerConn implements ScanSink {
+export class ServerConn implements ScanSink<Buffer> {
   readonly id = nextId++;
   readonly socket: net.Socket;
   readonly host: string;
@@ -57,8 +68,12 @@ export class ServerConn implements ScanSink {
   peer: ServerPeer | null = null;
   /** close instead of pooling when released (lifetime reached, config changed) */
   retire = false;
+  /** session state pooler cannot track (a pinned client's LISTEN, locks, temp tables): DISCARD ALL on release */
+  needsDiscard = false;
+  /** prepared statements this server holds under pooler's names */
+  readonly statements = new ServerStatements();
   private readonly owner: ServerOwner;
-  private readonly scanner: MessageScanner;
+  private readonly scanner: MessageScanner<Buffer>;
   private internal: Internal | null = null;
   private sawReady = false;
 
@@ -93,7 +108,7 @@ export class ServerConn implements ScanSink {
     }
   }
 
-  inspect(type: number, msg: Buffer): boolean {
+  inspect(type: number, msg: Buffer): boolean | Buffer {
     if (type === Backend.ParameterStatus) {
       const [k, v] = parameterStatusOf(msg);
       this.params.set(k.toLowerCase(), v);
@@ -102,7 +117,9 @@ export class ServerConn implements ScanSink {
     }
     if (this.internal !== null) {
       const job = this.internal;
-      if (type === Backend.ErrorResponse && job.error === null) {
+      if (type === Backend.DataRow && job.rows !== null) {
+        job.rows.push(dataRowText(msg));
+      } else if (type === Backend.ErrorResponse && job.error === null) {
         const e = errorSummary(errorFields(msg));
         job.error = new PoolerError({ code: 'server_query_failed', sqlstate: e.sqlstate }, e.message);
       } else if (type === Backend.ReadyForQuery) {
@@ -115,16 +132,20 @@ export class ServerConn implements ScanSink {
       }
       return false;
     }
-    // ReadyForQuery for the client.
-    this.txStatus = msg[5]!;
-    this.sawReady = true;
-    this.peer?.readyArrived();
-    return true;
+    if (type === Backend.ReadyForQuery) {
+      this.txStatus = msg[5]!;
+      this.sawReady = true;
+    }
+    return this.peer !== null && this.peer.reply(type, msg);
   }
 
   forward(bytes: Buffer): void {
     if (this.peer) this.peer.deliver(bytes, this);
     // Bytes with no client (a notice to an idle server) are dropped: nobody asked for them.
+  }
+
+  replace(bytes: Buffer): void {
+    this.forward(bytes);
   }
 
   malformed(err: PoolerError): void {
@@ -142,11 +163,22 @@ export class ServerConn implements ScanSink {
    * Rejects with the first error; the caller decides whether the server is still usable.
    */
   runInternal(statements: string[]): Promise<void> {
+    return this.startInternal(statements, null);
+  }
+
+  /** Run one of pooler's own queries and return its rows as text columns. */
+  async queryRows(sql: string): Promise<(string | null)[][]> {
+    const rows: (string | null)[][] = [];
+    await this.startInternal([sql], rows);
+    return rows;
+  }
+
+  private startInternal(statements: string[], rows: (string | null)[][] | null): Promise<void> {
     if (this.closed) return Promise.reject(new PoolerError(ErrorCodes.serverLost, 'server connection is closed'));
     // One job at a time: a second would take the first one's replies as its own.
     if (this.internal !== null) return Promise.reject(new PoolerError(ErrorCodes.serverLost, 'server is already running an internal query'));
     return new Promise<void>((resolve, reject) => {
-      this.internal = { expect: statements.length, error: null, resolve, reject };
+      this.internal = { expect: statements.length, error: null, rows, resolve, reject };
       this.socket.resume();
       this.socket.write(Buffer.concat(statements.map((s) => build.query(s))));
     });

@@ -1,5 +1,6 @@
 // Integration tests for hostile and broken client input over raw sockets, ending with a 10,000-message protocol fuzz against a live pooler.
 import net from 'node:net';
+import { errorFields } from '../helpers/raw-client.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { pgClient, poll, startCluster, startPoolerFor, type Cluster, type PoolerProcess } from './harness.ts';
@@ -49,18 +50,6 @@ interface Message {
 
 const LOGIN = { user: 'postgres', database: 'app' };
 
-/** ErrorResponse fields by field letter. */
-function errorFields(body: Buffer): Record<string, string> {
-  const out: Record<string, string> = {};
-  let pos = 0;
-  while (pos < body.length && body[pos] !== 0) {
-    const z = body.indexOf(0, pos + 1);
-    if (z < 0) break;
-    out[String.fromCharCode(body[pos]!)] = body.toString('utf8', pos + 1, z);
-    pos = z + 1;
-  }
-  return out;
-}
 
 class RawConn {
   readonly sock: net.Socket;

@@ -1,14 +1,13 @@
 // Real drivers through pooler: node-postgres and postgres.js (simple, extended, pipelined, COPY, notices, LISTEN, session parameters).
 
 import { createHash } from 'node:crypto';
-import type { EventEmitter } from 'node:events';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import postgres from 'postgres';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { pgClient, startCluster, startPoolerFor, type Cluster, type PoolerProcess } from './harness.ts';
+import { pgClient, startCluster, startPoolerFor, type Cluster, type PoolerProcess, watchParameterStatus } from './harness.ts';
 
 type Sql = ReturnType<typeof postgres>;
 /** unsafe() without parameters defaults to the simple protocol; postgres.js honours `simple: false` though its types omit it. */
@@ -120,19 +119,6 @@ function hashSink(): { sink: Writable; result: () => { md5: string; bytes: numbe
   return { sink, result: () => ({ md5: hash.digest('hex'), bytes, lines }) };
 }
 
-interface ParamStatusMsg {
-  parameterName: string;
-  parameterValue: string;
-}
-
-/** ParameterStatus messages node-postgres receives (it has no public API for them; its Connection emits them). */
-function watchParameterStatus(c: pg.Client): ParamStatusMsg[] {
-  const seen: ParamStatusMsg[] = [];
-  (c as unknown as { connection: EventEmitter }).connection.on('parameterStatus', (m: ParamStatusMsg) =>
-    seen.push({ parameterName: m.parameterName, parameterValue: m.parameterValue }),
-  );
-  return seen;
-}
 
 describe('node-postgres', () => {
   it('runs plain and parameterized queries, including NULL, bytea and a large parameter', async () => {

@@ -1,5 +1,6 @@
 // Shared setup for integration tests: a real cluster, a pooler process in front of it, and clients for both.
 
+import type { EventEmitter } from 'node:events';
 import pg from 'pg';
 import { startCluster, type Cluster } from '../cluster/index.ts';
 import { startPooler, type PoolerProcess } from '../helpers/pooler-process.ts';
@@ -28,7 +29,8 @@ export function poolerIni(cluster: Cluster, setup: PoolerSetup = {}): string {
     auth_file: '${DIR}/userlist.txt',
     pool_mode: 'transaction',
     default_pool_size: 10,
-    log_level: 'info',
+    // POOLER_LOG_LEVEL=debug when chasing a failure: the logs come back through pooler.logs()
+    log_level: process.env.POOLER_LOG_LEVEL ?? 'info',
     ...setup.settings,
   };
   const dbs: Record<string, string> = {
@@ -89,4 +91,18 @@ export async function serverConnections(cluster: Cluster, db = 'postgres'): Prom
     [db],
   );
   return rows[0].n as number;
+}
+
+export interface ParamStatusMsg {
+  parameterName: string;
+  parameterValue: string;
+}
+
+/** ParameterStatus messages node-postgres receives (it has no public API for them; its Connection emits them). Call before connect(). */
+export function watchParameterStatus(c: pg.Client): ParamStatusMsg[] {
+  const seen: ParamStatusMsg[] = [];
+  (c as unknown as { connection: EventEmitter }).connection.on('parameterStatus', (m: ParamStatusMsg) =>
+    seen.push({ parameterName: m.parameterName, parameterValue: m.parameterValue }),
+  );
+  return seen;
 }

@@ -483,6 +483,8 @@ describe('the settings table', () => {
         'ignore_startup_parameters',
         'client_login_timeout',
         'log_level',
+        'max_prepared_statements',
+        'session_features',
       ].sort(),
     );
   });

@@ -125,7 +125,7 @@ function model(msgs: Msg[]): Expected {
 
 function newScanner(maxLength = 1 << 30): { scanner: MessageScanner; sink: Sink } {
   const sink = new Sink();
-  const scanner = new MessageScanner(INSPECT, maxLength, sink);
+  const scanner = new MessageScanner<never>(INSPECT, maxLength, sink);
   sink.scanner = scanner;
   return { scanner, sink };
 }
@@ -477,5 +477,41 @@ describe('MessageScanner bad lengths', () => {
     expect(sink.inspected).toHaveLength(4);
     expect(sink.forwarded.length).toBe(all.length - 5);
     expect(scanner.atBoundary).toBe(true);
+  });
+});
+
+describe('MessageScanner replacements', () => {
+  /** Replaces every 'R' message with "<" + its body + ">" and forwards everything else; records the output. */
+  class ReplacingSink implements ScanSink<Buffer> {
+    readonly inspectAll = false;
+    readonly out: Buffer[] = [];
+    inspect(type: number, m: Buffer): boolean | Buffer {
+      return type === 0x52 ? Buffer.concat([Buffer.from('<'), m.subarray(5), Buffer.from('>')]) : true;
+    }
+    forward(bytes: Buffer): void {
+      this.out.push(Buffer.from(bytes));
+    }
+    replace(r: Buffer): void {
+      this.out.push(r);
+    }
+    malformed(): void {
+      throw new Error('unexpected');
+    }
+  }
+
+  it('puts the replacement exactly where the message was, for every split point', () => {
+    const parts = [msg('D', 'row1'), msg('R', 'x'), msg('D', 'row2'), msg('R', 'yy'), msg('C', 'done')];
+    const stream = Buffer.concat(parts.map((p) => p.bytes));
+    const expected = Buffer.concat([parts[0]!.bytes, Buffer.from('<x>'), parts[2]!.bytes, Buffer.from('<yy>'), parts[4]!.bytes]);
+    for (let cut = 0; cut <= stream.length; cut++) {
+      for (let cut2 = cut; cut2 <= stream.length; cut2 += 3) {
+        const sink = new ReplacingSink();
+        const s = new MessageScanner<Buffer>(typeSet([0x52]), 1 << 20, sink);
+        s.push(stream.subarray(0, cut));
+        s.push(stream.subarray(cut, cut2));
+        s.push(stream.subarray(cut2));
+        expect(Buffer.concat(sink.out).toString('latin1'), `cuts ${cut}, ${cut2}`).toBe(expected.toString('latin1'));
+      }
+    }
   });
 });

@@ -1,0 +1,308 @@
+// A client's named prepared statements under transaction pooling. Each client name maps to a pooler-owned,
+// content-addressed server name; whatever server the client lands on is given the statement (once) before
+// the client uses it there, and the replies to what pooler injected never reach the client.
+
+import { hash } from 'node:crypto';
+import { TxStatus } from '../protocol/codes.ts';
+import * as build from '../protocol/build.ts';
+import { Expect, type ExpectKind, type ReplyHooks, type Replies } from './replies.ts';
+import type { ServerConn } from '../server/server.ts';
+import type { ServerStatements } from '../server/statements.ts';
+import type { SqlDeallocate, SqlExecute, SqlPrepare } from '../sql/session.ts';
+import { parseFormOfPrepare } from './prepare-sql.ts';
+
+export interface StatementDef {
+  serverName: string;
+  /** the Parse that creates it under serverName (protocol-level statements) */
+  parse: Buffer | null;
+  /** the PREPARE that creates it under serverName (SQL-level statements) */
+  prepareSql: string | null;
+}
+
+/** A client message whose bytes depend on the server it reaches: run when it is written to one. */
+export interface StatementOp {
+  run(server: ServerConn, out: Buffer[]): void;
+}
+
+/** Names pooler gives statements on servers; a client using this prefix could collide with them. */
+export const SERVER_NAME_PREFIX = '_pooler_';
+
+/**
+ * Content address of a statement. A cryptographic hash, because servers are shared: a client able to make
+ * two different queries collide could otherwise have another client run its query.
+ */
+function serverNameFor(kind: 'p' | 'q', def: Buffer | string): string {
+  return SERVER_NAME_PREFIX + kind + hash('sha256', def, 'hex').slice(0, 32);
+}
+
+/** `msg` with every occurrence of pooler's statement name replaced by the client's (for error messages). */
+function renamed(msg: Buffer, serverName: string, clientName: string): Buffer {
+  const text = msg.toString('latin1');
+  if (!text.includes(serverName)) return Buffer.from(msg);
+  const client = Buffer.from(clientName, 'utf8').toString('latin1');
+  const out = Buffer.from(text.split(serverName).join(client), 'latin1');
+  out.writeInt32BE(out.length - 1, 1);
+  return out;
+}
+
+export function duplicateStatementError(name: string): [string, string] {
+  return ['42P05', `prepared statement "${name}" already exists`];
+}
+
+/** How many statements a pool remembers as prepared successfully somewhere (see ClientStatements.parse). */
+const KNOWN_PER_POOL = 4096;
+
+export class ClientStatements {
+  readonly defs = new Map<string, StatementDef>();
+  private readonly replies: Replies;
+  private readonly max: () => number;
+  /** statements some server of the client's pool prepared without error */
+  private readonly known: ServerStatements;
+
+  constructor(replies: Replies, max: () => number, known: ServerStatements) {
+    this.replies = replies;
+    this.max = max;
+    this.known = known;
+  }
+
+  private forget(name: string, def: StatementDef): void {
+    if (this.defs.get(name) === def) this.defs.delete(name);
+  }
+
+  private restore(name: string, def: StatementDef): void {
+    if (!this.defs.has(name)) this.defs.set(name, def);
+  }
+
+  /** Close messages for evicted statements go first; returns how many. */
+  private makeRoom(server: ServerConn, serverName: string, out: Buffer[], hooks: ReplyHooks): string[] | null {
+    const evicted = server.statements.add(serverName, this.max());
+    if (evicted) for (const n of evicted) out.push(build.closeStatement(n));
+    hooks.injected = evicted?.length ?? 0;
+    return evicted;
+  }
+
+  // ---- protocol level ----------------------------------------------------------------------------------
+
+  /**
+   * Parse. Unnamed statements pass through; a named one becomes an op (or an error for a duplicate).
+   * With `local` (the client holds no server and owes nothing) a statement this pool already prepared
+   * successfully is answered at once, without a server: false. Drivers that prepare synchronously while
+   * other connections of the same thread hold every server (pgbench -M prepared) would otherwise deadlock.
+   */
+  parse(msg: Buffer, local: boolean): boolean | Buffer | StatementOp {
+    const z = msg.indexOf(0, 5);
+    if (z <= 5) {
+      this.replies.push(Expect.Parse);
+      return true; // unnamed, or malformed (the server will say so)
+    }
+    const name = msg.toString('utf8', 5, z);
+    if (this.defs.has(name)) {
+      this.replies.push(Expect.Parse, null, 2);
+      return build.raiseExtended(...duplicateStatementError(name));
+    }
+    const afterName = msg.subarray(z + 1);
+    const serverName = serverNameFor('p', afterName);
+    const def: StatementDef = { serverName, parse: build.parseWithName(serverName, afterName), prepareSql: null };
+    // Recorded now so that later messages in the same batch see it; undone if PostgreSQL never creates it.
+    this.defs.set(name, def);
+    if (local && this.known.use(serverName)) {
+      this.replies.push(Expect.Answered, { answer: build.parseComplete });
+      return false;
+    }
+    const seq = this.replies.push(Expect.Parse);
+    return {
+      run: (server, out) => {
+        const st = server.statements;
+        if (st.use(serverName)) {
+          this.replies.patch(seq, Expect.Answered, { answer: build.parseComplete, failed: () => this.forget(name, def) }, 0);
+          return;
+        }
+        const hooks: ReplyHooks = {};
+        const evicted = this.makeRoom(server, serverName, out, hooks);
+        out.push(def.parse!);
+        hooks.injectedDone = (ran) => evicted && st.restore(evicted.slice(ran));
+        hooks.failed = () => {
+          st.delete(serverName);
+          this.forget(name, def);
+        };
+        hooks.ok = () => this.known.add(serverName, KNOWN_PER_POOL);
+        this.replies.patch(seq, Expect.Parse, hooks, hooks.injected!);
+      },
+    };
+  }
+
+  /** Bind (statement name after the portal name) or Describe/Close of a statement ('S'). */
+  private use(msg: Buffer, nameStart: number, kind: ExpectKind): true | StatementOp {
+    const z = msg.indexOf(0, nameStart);
+    const def = z > nameStart ? this.defs.get(msg.toString('utf8', nameStart, z)) : undefined;
+    if (def === undefined) {
+      // Unnamed, or a name the client never defined: the server gives PostgreSQL's own error for it.
+      this.replies.push(kind);
+      return true;
+    }
+    const name = msg.toString('utf8', nameStart, z);
+    const rewritten = build.withName(msg, nameStart, z, def.serverName);
+    const seq = this.replies.push(kind);
+    return {
+      run: (server, out) => {
+        const st = server.statements;
+        if (st.use(def.serverName)) {
+          out.push(rewritten);
+          return;
+        }
+        if (def.parse === null) {
+          // A SQL-level PREPARE this server lacks cannot be re-created from the extended protocol.
+          out.push(rewritten);
+          this.replies.patch(seq, kind, { rewriteError: (m) => renamed(m, def.serverName, name) }, 0);
+          return;
+        }
+        const hooks: ReplyHooks = {};
+        const evicted = this.makeRoom(server, def.serverName, out, hooks);
+        out.push(def.parse, rewritten);
+        hooks.injected! += 1;
+        hooks.injectedDone = (ran) => {
+          const closes = evicted?.length ?? 0;
+          if (evicted && ran < closes) st.restore(evicted.slice(ran));
+          if (ran <= closes) st.delete(def.serverName);
+        };
+        this.replies.patch(seq, kind, hooks, hooks.injected!);
+      },
+    };
+  }
+
+  bind(msg: Buffer): true | StatementOp {
+    const portalEnd = msg.indexOf(0, 5);
+    if (portalEnd < 0) {
+      this.replies.push(Expect.Bind);
+      return true;
+    }
+    return this.use(msg, portalEnd + 1, Expect.Bind);
+  }
+
+  describe(msg: Buffer): true | StatementOp {
+    if (msg.length < 7 || msg[5] !== 0x53) {
+      this.replies.push(Expect.Describe);
+      return true; // a portal: portals live and die inside the transaction
+    }
+    return this.use(msg, 6, Expect.Describe);
+  }
+
+  /** Close: a statement is only forgotten by the client; the server keeps it for others (LRU decides). */
+  close(msg: Buffer): boolean {
+    const z = msg.indexOf(0, 6);
+    if (msg.length < 7 || msg[5] !== 0x53 || z <= 6) {
+      this.replies.push(Expect.Close);
+      return true;
+    }
+    const name = msg.toString('utf8', 6, z);
+    const def = this.defs.get(name);
+    if (def) this.defs.delete(name);
+    // Closing a name that does not exist is not an error in PostgreSQL either.
+    this.replies.push(Expect.Answered, { answer: build.closeComplete, failed: def ? () => this.restore(name, def) : undefined });
+    return false;
+  }
+
+  // ---- SQL level (a single-statement simple Query) -------------------------------------------------------
+
+  sqlPrepare(sql: string, p: SqlPrepare): true | Buffer | StatementOp {
+    if (this.defs.has(p.name)) {
+      this.replies.push(Expect.Query);
+      return build.query(build.raiseSql(...duplicateStatementError(p.name)));
+    }
+    const serverName = serverNameFor('q', sql.slice(p.nameEnd));
+    const afterName = parseFormOfPrepare(sql, p.nameEnd);
+    const def: StatementDef = {
+      serverName,
+      // So that a server lacking it can be given it by a Parse when the client binds it through the protocol.
+      parse: afterName && build.parseWithName(serverName, afterName),
+      prepareSql: sql.slice(0, p.nameStart) + serverName + sql.slice(p.nameEnd),
+    };
+    this.defs.set(p.name, def);
+    const seq = this.replies.push(Expect.Query);
+    return {
+      run: (server, out) => {
+        const st = server.statements;
+        if (server.txStatus !== TxStatus.Failed && st.use(serverName)) {
+          // The server already has it: an empty query answers, with PREPARE's own CommandComplete.
+          out.push(build.query(';'));
+          this.replies.patch(seq, Expect.Query, { emptyAs: build.commandComplete('PREPARE'), failed: () => this.forget(p.name, def) }, 0);
+          return;
+        }
+        st.add(serverName, 0);
+        out.push(build.query(def.prepareSql!));
+        this.replies.patch(seq, Expect.Query, {
+          failed: () => {
+            st.delete(serverName);
+            this.forget(p.name, def);
+          },
+        }, 0);
+      },
+    };
+  }
+
+  sqlExecute(sql: string, e: SqlExecute): true | StatementOp {
+    const def = this.defs.get(e.name);
+    if (def === undefined) {
+      this.replies.push(Expect.Query);
+      return true;
+    }
+    const rewritten = sql.slice(0, e.nameStart) + def.serverName + sql.slice(e.nameEnd);
+    const seq = this.replies.push(Expect.Query);
+    return {
+      run: (server, out) => {
+        const st = server.statements;
+        if (st.use(def.serverName)) {
+          out.push(build.query(rewritten));
+          return;
+        }
+        const rewriteError = (m: Buffer): Buffer => renamed(m, def.serverName, e.name);
+        if (def.parse !== null) {
+          // Prepare it first with a Parse + Sync whose replies (an error too) stay hidden; should it fail, the
+          // EXECUTE fails with "does not exist", under the client's name.
+          st.add(def.serverName, this.max());
+          out.push(def.parse, build.syncMessage, build.query(rewritten));
+          this.replies.patch(seq, Expect.Query, { dropThroughReady: true, injectedDone: () => st.delete(def.serverName), rewriteError }, 0);
+          return;
+        }
+        // Prepare it in the same round trip; its CommandComplete is hidden.
+        out.push(build.query(`${def.prepareSql!}; ${rewritten}`));
+        this.replies.patch(seq, Expect.Query, { hideFirstComplete: () => st.add(def.serverName, 0), rewriteError }, 0);
+      },
+    };
+  }
+
+  sqlDeallocate(sql: string, d: SqlDeallocate, server: () => ServerConn | null): true | StatementOp {
+    if (d.name === null) {
+      // DEALLOCATE ALL runs on the server: it forgets every statement there, the client all of its own.
+      this.replies.push(Expect.Query, { ok: () => this.forgetAll(server()) });
+      return true;
+    }
+    const name = d.name;
+    const def = this.defs.get(name);
+    if (def === undefined) {
+      this.replies.push(Expect.Query);
+      return true;
+    }
+    this.defs.delete(name);
+    const seq = this.replies.push(Expect.Query);
+    return {
+      run: (srv, out) => {
+        const st = srv.statements;
+        const restore = (): void => this.restore(name, def);
+        if (st.has(def.serverName) || srv.txStatus === TxStatus.Failed) {
+          out.push(build.query(sql.slice(0, d.nameStart) + def.serverName + sql.slice(d.nameEnd)));
+          this.replies.patch(seq, Expect.Query, { ok: () => st.delete(def.serverName), failed: restore }, 0);
+          return;
+        }
+        out.push(build.query(';'));
+        this.replies.patch(seq, Expect.Query, { emptyAs: build.commandComplete('DEALLOCATE'), failed: restore }, 0);
+      },
+    };
+  }
+
+  /** DISCARD ALL or DEALLOCATE ALL ran on the client's server. */
+  forgetAll(server: ServerConn | null): void {
+    this.defs.clear();
+    server?.statements.clear();
+  }
+}

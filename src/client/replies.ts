@@ -1,0 +1,271 @@
+// What a server owes its client, request by request, so pooler can hide the replies to messages it injected
+// and answer some requests itself (ParseComplete, CloseComplete) at the exact place PostgreSQL would.
+
+import { Backend } from '../protocol/codes.ts';
+
+/** What a request expects from the server. Plain numbers: the queue is a Uint8Array ring. */
+export const Expect = {
+  /** Query or FunctionCall: everything up to ReadyForQuery; an error inside does not skip anything */
+  Query: 1,
+  Sync: 2,
+  Parse: 3,
+  Bind: 4,
+  /** ParameterDescription (statements only), then RowDescription or NoData */
+  Describe: 5,
+  /** CommandComplete, EmptyQueryResponse or PortalSuspended (rows and COPY pass through before it) */
+  Execute: 6,
+  Close: 7,
+  /** answered by pooler itself: its bytes go out as soon as everything before it has been answered */
+  Answered: 8,
+  /** pooler's own simple Query: every reply up to and including its ReadyForQuery is dropped */
+  Hidden: 9,
+} as const;
+export type ExpectKind = (typeof Expect)[keyof typeof Expect];
+
+/** Rare per-request extras; most requests have none, so the hot path allocates nothing. */
+export interface ReplyHooks {
+  /** the bytes pooler answers with (Answered) */
+  answer?: Buffer;
+  /** the request succeeded (for Answered: its answer went out) */
+  ok?(): void;
+  /** the request failed, or PostgreSQL skipped it after an earlier error */
+  failed?(): void;
+  /** how many messages pooler injected before this request (their replies are hidden) */
+  injected?: number;
+  /** only the first `ran` injected messages ran (a later one failed, or all were skipped after an earlier error) */
+  injectedDone?(ran: number): void;
+  /** rewrite the ErrorResponse this request gets (e.g. pooler's statement name back to the client's) */
+  rewriteError?(msg: Buffer): Buffer;
+  /** a Query answered by an empty query: what to send instead of its EmptyQueryResponse */
+  emptyAs?: Buffer;
+  /** pooler sent a Parse + Sync ahead of this Query: drop every reply up to and including that ReadyForQuery */
+  dropThroughReady?: boolean;
+  /** a Query that pooler prefixed with a statement of its own: hide that one's CommandComplete, and say it ran */
+  hideFirstComplete?: () => void;
+}
+
+export class Replies {
+  private kinds = new Uint8Array(32);
+  /** replies to messages pooler injected before this request ('1' or '3'), dropped as they come */
+  private hidden = new Uint8Array(32);
+  private hooks: (ReplyHooks | null)[] = new Array<ReplyHooks | null>(32).fill(null);
+  private head = 0;
+  private count = 0;
+  /** sequence number of the entry at head (entries are addressed by sequence so later patches find them) */
+  private headSeq = 0;
+  /** ReadyForQuery messages owed (Query and Sync entries queued) */
+  readyOwed = 0;
+  /** an extended-protocol error arrived and no Sync is queued yet: PostgreSQL ignores everything up to the Sync */
+  private skipping = false;
+  /** the Query at head got an ErrorResponse */
+  private queryFailed = false;
+  /** bytes to send the client at once when an answered request reaches the head outside a server reply */
+  private readonly emit: (bytes: Buffer) => void;
+
+  constructor(emit: (bytes: Buffer) => void) {
+    this.emit = emit;
+  }
+
+  get length(): number {
+    return this.count;
+  }
+
+  /** Queue what a request expects; returns its sequence number for a later patch(). */
+  push(kind: ExpectKind, hooks: ReplyHooks | null = null, hidden = 0): number {
+    if (this.skipping) {
+      if (kind !== Expect.Sync) {
+        // PostgreSQL ignores this message: it will never be answered.
+        if (hidden > 0) hooks?.injectedDone?.(0);
+        hooks?.failed?.();
+        return -1;
+      }
+      this.skipping = false;
+    }
+    if (this.count === this.kinds.length) this.grow();
+    const i = (this.head + this.count) & (this.kinds.length - 1);
+    this.kinds[i] = kind;
+    this.hidden[i] = hidden;
+    this.hooks[i] = hooks;
+    this.count++;
+    if (kind === Expect.Query || kind === Expect.Sync) this.readyOwed++;
+    const seq = this.headSeq + this.count - 1;
+    if (kind === Expect.Answered && this.count === 1) this.emitAnswers();
+    return seq;
+  }
+
+  /**
+   * Decide, when the request reaches a server, how it is answered: by the server (with `hidden` injected
+   * replies first) or by pooler (kind Answered, hooks.answer). Sequence -1 (a skipped request) is ignored.
+   */
+  patch(seq: number, kind: ExpectKind, hooks: ReplyHooks | null, hidden: number): void {
+    const off = seq - this.headSeq;
+    if (seq < 0 || off < 0 || off >= this.count) {
+      // PostgreSQL skipped it after an earlier error: undo whatever the request assumed would happen.
+      if (hidden > 0) hooks?.injectedDone?.(0);
+      hooks?.failed?.();
+      return;
+    }
+    const i = (this.head + off) & (this.kinds.length - 1);
+    this.kinds[i] = kind;
+    this.hooks[i] = hooks;
+    this.hidden[i] = hidden;
+    if (kind === Expect.Answered && off === 0) this.emitAnswers();
+  }
+
+  /** Forget everything (the server is gone). */
+  clear(): void {
+    for (let n = 0; n < this.count; n++) this.hooks[(this.head + n) & (this.kinds.length - 1)] = null;
+    this.head = 0;
+    this.headSeq += this.count;
+    this.count = 0;
+    this.readyOwed = 0;
+    this.skipping = false;
+    this.queryFailed = false;
+  }
+
+  /**
+   * A message from the server for this client. Returns true to forward it, false to drop it, or the bytes
+   * to send in its place (the message itself followed by pooler's own answers that come next).
+   */
+  onServerMessage(type: number, msg: Buffer): boolean | Buffer {
+    if (this.count === 0) return true; // notices, notifications, parameter status between requests
+    const i = this.head;
+    const kind = this.kinds[i]!;
+    const h = this.hooks[i];
+    if (h !== null && h.dropThroughReady) {
+      // pooler's own Parse + Sync ahead of a Query: its replies (an error too) stay hidden.
+      if (type === Backend.ErrorResponse) h.injectedDone?.(0);
+      else if (type === Backend.ReadyForQuery) h.dropThroughReady = false;
+      return false;
+    }
+    if (kind === Expect.Hidden) {
+      if (type !== Backend.ReadyForQuery) return false;
+      this.shift(false);
+      return this.after(null);
+    }
+    if (this.hidden[i]! > 0) {
+      if (type === Backend.ParseComplete || type === Backend.CloseComplete || type === Backend.BindComplete) {
+        this.hidden[i]!--;
+        return false;
+      }
+      if (type !== Backend.ErrorResponse) return true;
+      // A message pooler injected for this request failed: the request fails with that error, in its place.
+      this.hooks[i]?.injectedDone?.(this.hooks[i]!.injected! - this.hidden[i]!);
+      this.hidden[i] = 0;
+      return this.fail(msg);
+    }
+    switch (type) {
+      case Backend.ReadyForQuery:
+        if (kind !== Expect.Query && kind !== Expect.Sync) return true;
+        return this.complete(msg);
+      case Backend.ErrorResponse:
+        if (kind === Expect.Query) {
+          this.queryFailed = true;
+          return this.hooks[i]?.rewriteError?.(msg) ?? true;
+        }
+        if (kind === Expect.Sync) return true; // e.g. a deferred constraint failing at commit
+        return this.fail(msg);
+      case Backend.ParseComplete:
+        return kind === Expect.Parse ? this.complete(msg) : true;
+      case Backend.BindComplete:
+        return kind === Expect.Bind ? this.complete(msg) : true;
+      case Backend.CloseComplete:
+        return kind === Expect.Close ? this.complete(msg) : true;
+      case Backend.RowDescription:
+      case Backend.NoData:
+        return kind === Expect.Describe ? this.complete(msg) : true;
+      case Backend.CommandComplete: {
+        if (kind === Expect.Execute) return this.complete(msg);
+        const h = this.hooks[i];
+        if (kind === Expect.Query && h?.hideFirstComplete) {
+          const f = h.hideFirstComplete;
+          h.hideFirstComplete = undefined;
+          f();
+          return false;
+        }
+        return true;
+      }
+      case Backend.PortalSuspended:
+        return kind === Expect.Execute ? this.complete(msg) : true;
+      case Backend.EmptyQueryResponse:
+        if (kind === Expect.Execute) return this.complete(msg);
+        return this.hooks[i]?.emptyAs ?? true;
+      default:
+        return true;
+    }
+  }
+
+  /** The head request got its last reply. */
+  private complete(msg: Buffer): boolean | Buffer {
+    this.shift(true);
+    return this.after(msg);
+  }
+
+  /** The head extended-protocol request failed: PostgreSQL skips everything up to the next Sync. */
+  private fail(msg: Buffer): boolean | Buffer {
+    const rewritten = this.hooks[this.head]?.rewriteError?.(msg);
+    this.shift(false);
+    // Even a Query before the Sync is ignored (and gets no ReadyForQuery).
+    while (this.count > 0 && this.kinds[this.head] !== Expect.Sync) this.shift(false);
+    if (this.count === 0) this.skipping = true;
+    return rewritten ?? true;
+  }
+
+  private shift(ok: boolean): void {
+    const i = this.head;
+    const kind = this.kinds[i]!;
+    const hooks = this.hooks[i];
+    this.hooks[i] = null;
+    this.head = (i + 1) & (this.kinds.length - 1);
+    this.headSeq++;
+    this.count--;
+    if (kind === Expect.Query || kind === Expect.Sync) {
+      this.readyOwed--;
+      if (kind === Expect.Query) {
+        // A Query succeeded only if none of its statements failed.
+        if (this.queryFailed) ok = false;
+        this.queryFailed = false;
+      }
+    }
+    if (hooks) {
+      // Skipped before any of its injected messages ran (those that ran were counted down in hidden).
+      if (!ok && this.hidden[i]! > 0) hooks.injectedDone?.((hooks.injected ?? 0) - this.hidden[i]!);
+      if (ok) hooks.ok?.();
+      else hooks.failed?.();
+    }
+  }
+
+  /** After a completed request: pooler's answers that are now due follow `msg` (or go out on their own). */
+  private after(msg: Buffer | null): boolean | Buffer {
+    if (this.count === 0 || this.kinds[this.head] !== Expect.Answered) return msg !== null;
+    const parts: Buffer[] = msg === null ? [] : [msg];
+    while (this.count > 0 && this.kinds[this.head] === Expect.Answered) {
+      parts.push(this.hooks[this.head]!.answer!);
+      this.shift(true);
+    }
+    return Buffer.concat(parts);
+  }
+
+  /** Answered requests at head, outside any server reply (nothing before them is outstanding). */
+  private emitAnswers(): void {
+    const r = this.after(null);
+    if (r instanceof Buffer) this.emit(r);
+  }
+
+  private grow(): void {
+    const n = this.kinds.length;
+    const kinds = new Uint8Array(n * 2);
+    const hidden = new Uint8Array(n * 2);
+    const hooks = new Array<ReplyHooks | null>(n * 2).fill(null);
+    for (let k = 0; k < this.count; k++) {
+      const j = (this.head + k) & (n - 1);
+      kinds[k] = this.kinds[j]!;
+      hidden[k] = this.hidden[j]!;
+      hooks[k] = this.hooks[j]!;
+    }
+    this.kinds = kinds;
+    this.hidden = hidden;
+    this.hooks = hooks;
+    this.head = 0;
+  }
+}
