@@ -5,12 +5,12 @@ import { fileURLToPath } from 'node:url';
 import { startCluster, type Cluster } from '../test/cluster/index.ts';
 import { startPooler, type PoolerProcess } from '../test/helpers/pooler-process.ts';
 import { poolerIni } from '../test/integration/harness.ts';
-import { CASES, MAX_CLIENT_CONN, POOL_SIZE, ROUNDS, SCALE, SECONDS, THREADS, type BenchCase } from './lib/cases.ts';
+import { MAX_CLIENT_CONN, POOL_SIZE, ROUNDS, SCALE, SECONDS, SELECTED_CASES, THREADS, type BenchCase } from './lib/cases.ts';
 import { describeMachine } from './lib/machine.ts';
 import { measure } from './lib/measure.ts';
 import { killAllPgbench, pgbench } from './lib/pgbench.ts';
 import { ensurePgbouncer, startPgbouncer, type Pgbouncer } from './lib/pgbouncer.ts';
-import { markdown, ratios, summarize } from './lib/report.ts';
+import { failures, markdown, ratios, summarize } from './lib/report.ts';
 import { directTarget, pgbouncerTarget, poolerTarget, type Target } from './lib/targets.ts';
 import type { BenchConfig, RunRecord } from './lib/types.ts';
 import { formatScannerBench, runScannerBench, type ScannerBenchResult } from './micro/scanner.ts';
@@ -107,8 +107,8 @@ async function main(): Promise<void> {
   }
 
   const runs: RunRecord[] = [];
-  const total = CASES.length * ROUNDS * targets.length;
-  for (const c of CASES) {
+  const total = SELECTED_CASES.length * ROUNDS * targets.length;
+  for (const c of SELECTED_CASES) {
     for (let round = 1; round <= ROUNDS; round++) {
       for (const t of targets) {
         if (interrupted) return;
@@ -118,18 +118,19 @@ async function main(): Promise<void> {
         const cpu = Number.isFinite(r.cpuUsPerTx) ? `, ${r.cpuUsPerTx.toFixed(1)} µs/tx` : '';
         log(
           `[${runs.length}/${total}] ${c.id} round ${round} ${t.name}: ${r.tps.toFixed(0)} tps, ${r.latencyMs} ms, ${r.failed} failed${cpu}` +
-            (r.problems.length ? ` — ${r.problems.length} problem(s): ${r.problems[0]}` : ''),
+            (r.failure ? ` — FAILED: ${r.failure}` : r.problems.length ? ` — ${r.problems.length} problem(s): ${r.problems[0]}` : ''),
         );
       }
     }
   }
 
   const config: BenchConfig = { seconds: SECONDS, rounds: ROUNDS, scale: SCALE, threads: THREADS, poolSize: POOL_SIZE };
-  const summaries = summarize(CASES, targets.map((t) => t.name), runs);
-  const rat = ratios(CASES, summaries);
+  const summaries = summarize(SELECTED_CASES, targets.map((t) => t.name), runs);
+  const rat = ratios(SELECTED_CASES, summaries, { direct: 'PostgreSQL (direct)', pooler: 'pooler', pgbouncer: machine.pgbouncer });
+  const failed = failures(SELECTED_CASES, runs);
   const problems = runs.flatMap((r) => r.problems.map((p) => `${r.caseId} round ${r.round} ${r.target}: ${p}`));
   const durationS = (Date.now() - t0) / 1000;
-  let md = markdown({ machine, config, summaries, ratios: rat, startedAt, durationS, problems });
+  let md = markdown({ machine, config, summaries, ratios: rat, startedAt, durationS, failures: failed, problems });
   if (micro) md += `\n${formatScannerBench(micro)}\n`;
   console.log('\n' + md);
 
@@ -138,7 +139,7 @@ async function main(): Promise<void> {
   const jsonPath = join(RESULTS, `${startedAt.replace(/[-:]/g, '').replace(/\.\d+/, '')}.json`);
   // NaN is not JSON; null says "not measured" (direct has no proxy process).
   const json = JSON.stringify(
-    { startedAt, durationS, machine, config, cases: CASES, summaries, ratios: rat, runs, problems, micro },
+    { startedAt, durationS, machine, config, cases: SELECTED_CASES, summaries, ratios: rat, runs, failures: failed, problems, micro },
     (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v),
     2,
   );

@@ -16,7 +16,29 @@ export const CASES: BenchCase[] = [
   { id: 'tpcb-50', title: 'TPC-B-like, 50 clients', clients: 50, args: [], writes: true },
   { id: 'select-connect-10', title: '-S -C, 10 clients', clients: 10, args: ['-S', '-C'], writes: false },
   { id: 'select-extended-10', title: '-S -M extended, 10 clients', clients: 10, args: ['-S', '-M', 'extended'], writes: false },
+  // Named prepared statements: pgbench Parses "P_0" once per connection, then only Binds/Executes it. In transaction mode
+  // the next transaction may get another server, so a proxy must carry the statements over; one that does not makes
+  // clients fail, and the report says so instead of giving a ratio (outcome.ts). 10 clients match the pool size;
+  // 50 make clients share servers. Keep these last: a proxy that does not manage them leaves "P_0" on its server
+  // connections, which changes what later runs through it see (a later Parse fails with "already exists").
+  { id: 'select-prepared-10', title: '-S -M prepared, 10 clients', clients: 10, args: ['-S', '-M', 'prepared'], writes: false },
+  { id: 'select-prepared-50', title: '-S -M prepared, 50 clients', clients: 50, args: ['-S', '-M', 'prepared'], writes: false },
 ];
+
+/** BENCH_CASES=id1,id2 runs only those cases (in CASES order); unset or empty runs them all. */
+function selectCases(): BenchCase[] {
+  const raw = process.env.BENCH_CASES?.trim();
+  if (!raw) return CASES;
+  const ids = raw.split(',').map((s) => s.trim()).filter(Boolean);
+  const unknown = ids.filter((id) => !CASES.some((c) => c.id === id));
+  if (unknown.length) {
+    throw new Error(`BENCH_CASES: unknown case ${unknown.join(', ')}; known: ${CASES.map((c) => c.id).join(', ')}`);
+  }
+  return CASES.filter((c) => ids.includes(c.id));
+}
+
+/** The cases this run measures: CASES, narrowed by BENCH_CASES. */
+export const SELECTED_CASES = selectCases();
 
 function positiveInt(name: string, fallback: number): number {
   const raw = process.env[name];

@@ -1,5 +1,6 @@
 // One measured pgbench run against one target: pgbench's numbers plus the proxy's CPU per transaction and memory.
 import { type BenchCase, pgbenchArgs, SECONDS } from './cases.ts';
+import { errorMessages, formatMessages, runFailure } from './outcome.ts';
 import { pgbench } from './pgbench.ts';
 import { CLK_TCK, cpuTicks, memory } from './procstat.ts';
 import type { Target } from './targets.ts';
@@ -17,15 +18,18 @@ export async function measure(c: BenchCase, target: Target, round: number): Prom
   const pid = target.pid;
   const before = pid === undefined ? undefined : safe(() => cpuTicks(pid));
   // Generous: -C and 100 clients spend a while connecting before and after the timed part.
-  const res = await pgbench(target.endpoint, pgbenchArgs(c), SECONDS * 1000 + 120_000);
+  const timeoutMs = SECONDS * 1000 + 120_000;
+  const res = await pgbench(target.endpoint, pgbenchArgs(c), timeoutMs);
   const after = pid === undefined ? undefined : safe(() => cpuTicks(pid));
   const mem = pid === undefined ? undefined : safe(() => memory(pid));
 
   const cpuUsPerTx =
     before !== undefined && after !== undefined && res.processed > 0 ? (((after - before) / CLK_TCK) * 1e6) / res.processed : NaN;
+  const messages = errorMessages(res.errors);
   const problems = [
-    ...res.errors.map((e) => `pgbench: ${e}`),
-    ...(res.exitCode !== 0 ? [`pgbench exited with code ${res.exitCode}`] : []),
+    // Collapsed: 50 clients failing the same way would otherwise be 50 problems.
+    ...(messages.length ? [`pgbench: ${formatMessages(messages)}`] : []),
+    ...(res.timedOut ? [`pgbench killed after ${timeoutMs / 1000} s`] : res.exitCode !== 0 ? [`pgbench exited with code ${res.exitCode}`] : []),
     ...(pid !== undefined && mem === undefined ? [`${target.name} process ${pid} is gone`] : []),
     ...target.newProblems().map((l) => `${target.name} log: ${l}`),
   ];
@@ -39,9 +43,13 @@ export async function measure(c: BenchCase, target: Target, round: number): Prom
     processed: res.processed,
     abortedClients: res.abortedClients,
     exitCode: res.exitCode,
+    timedOut: res.timedOut,
     cpuUsPerTx,
     rssMb: mem ? mem.rssKb / 1024 : NaN,
     hwmMb: mem ? mem.hwmKb / 1024 : NaN,
+    errorMessages: messages,
+    firstError: res.errors[0]?.trim() ?? null,
+    failure: runFailure(res, c.clients, timeoutMs),
     problems,
   };
 }

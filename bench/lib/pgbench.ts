@@ -30,6 +30,8 @@ export interface PgbenchResult {
   exitCode: number | null;
   /** pgbench's stderr lines that report errors, for the report */
   errors: string[];
+  /** killed because it overran its time limit (a hung proxy); exitCode is then null */
+  timedOut: boolean;
   stdout: string;
 }
 
@@ -55,7 +57,11 @@ export function pgbench(to: Endpoint, args: string[], timeoutMs: number): Promis
     if (pid !== undefined) running.add(pid);
     // An interrupted bench must not leave pgbench hammering whatever listens on that port next.
     const unregister = onProcessExit(() => pid !== undefined && signal(pid, 'SIGKILL'));
-    const timer = setTimeout(() => pid !== undefined && signal(pid, 'SIGKILL'), timeoutMs);
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      if (pid !== undefined) signal(pid, 'SIGKILL');
+    }, timeoutMs);
     child.once('error', (err) => {
       clearTimeout(timer);
       unregister();
@@ -65,7 +71,7 @@ export function pgbench(to: Endpoint, args: string[], timeoutMs: number): Promis
       if (pid !== undefined) running.delete(pid);
       clearTimeout(timer);
       unregister();
-      resolve(parse(stdout, stderr, code));
+      resolve({ ...parse(stdout, stderr, code), timedOut });
     });
   });
 }
@@ -75,7 +81,7 @@ function num(text: string, re: RegExp): number {
   return m ? Number(m[1]) : NaN;
 }
 
-export function parse(stdout: string, stderr: string, exitCode: number | null): PgbenchResult {
+export function parse(stdout: string, stderr: string, exitCode: number | null): Omit<PgbenchResult, 'timedOut'> {
   const errors = stderr.split('\n').filter((l) => /error|fatal|abort/i.test(l));
   return {
     // -C prints "(including reconnection times)", otherwise "(without initial connection time)": one tps line either way.
@@ -84,7 +90,10 @@ export function parse(stdout: string, stderr: string, exitCode: number | null): 
     // Absent in pgbench < 15, which aborts the client instead of counting a failure.
     failed: num(stdout, /^number of failed transactions: (\d+)/m) || 0,
     processed: num(stdout, /^number of transactions actually processed: (\d+)/m),
-    abortedClients: errors.filter((l) => /client \d+ .*aborted/.test(l)).length,
+    // Counted in the whole stderr: pgbench threads write concurrently, so two messages can share a line.
+    // "client 3 script 0 aborted in command 1 query 0: …", "client 3 aborted in command 0 (set) of script 0; …",
+    // "client 3 aborted while establishing connection".
+    abortedClients: stderr.match(/\bclient \d+ (?:script \d+ )?aborted\b/g)?.length ?? 0,
     exitCode,
     errors,
     stdout,

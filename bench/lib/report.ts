@@ -1,7 +1,14 @@
 // Folds run records into per-case summaries and ratios, and renders them as markdown.
 import type { BenchCase } from './cases.ts';
 import { max, median, ratio, sum } from './stats.ts';
-import type { BenchConfig, Machine, Ratios, RunRecord, Summary, TargetName } from './types.ts';
+import type { BenchConfig, Machine, RatioKey, Ratios, RunRecord, Summary, TargetName } from './types.ts';
+
+/** Distinct errors over failed rounds, counts dropped (they are in the runs); the first failure when pgbench printed none. */
+function summaryFailure(failed: RunRecord[]): string | null {
+  if (failed.length === 0) return null;
+  const messages = [...new Set(failed.flatMap((r) => r.errorMessages.map((e) => e.message)))];
+  return messages.length ? messages.join('; ') : failed[0]!.failure;
+}
 
 export function summarize(cases: BenchCase[], targets: TargetName[], runs: RunRecord[]): Summary[] {
   const out: Summary[] = [];
@@ -9,6 +16,7 @@ export function summarize(cases: BenchCase[], targets: TargetName[], runs: RunRe
     for (const t of targets) {
       const rs = runs.filter((r) => r.caseId === c.id && r.target === t);
       if (rs.length === 0) continue;
+      const failed = rs.filter((r) => r.failure !== null);
       out.push({
         caseId: c.id,
         title: c.title,
@@ -21,32 +29,69 @@ export function summarize(cases: BenchCase[], targets: TargetName[], runs: RunRe
         failed: sum(rs.map((r) => r.failed)),
         abortedClients: sum(rs.map((r) => r.abortedClients)),
         rounds: rs.length,
+        failedRounds: failed.length,
+        failure: summaryFailure(failed),
       });
     }
   }
   return out;
 }
 
-export function ratios(cases: BenchCase[], summaries: Summary[]): Ratios[] {
+/**
+ * pooler/PgBouncer and pooler/direct per case. A ratio with a failed side is NaN, and notComparable says which side
+ * failed and how; labels name the targets there (e.g. pgbouncer → "PgBouncer 1.18.0").
+ */
+export function ratios(cases: BenchCase[], summaries: Summary[], labels: Record<TargetName, string>): Ratios[] {
   const get = (id: string, t: TargetName) => summaries.find((s) => s.caseId === id && s.target === t);
   return cases.map((c) => {
     const p = get(c.id, 'pooler');
     const b = get(c.id, 'pgbouncer');
     const d = get(c.id, 'direct');
+    const notComparable: Partial<Record<RatioKey, string>> = {};
+    /** num over den, or NaN with the reason recorded under key when either side failed */
+    const cmp = (key: RatioKey, num: Summary | undefined, den: Summary | undefined, value: (s: Summary) => number): number => {
+      const failing = [num, den].filter((s): s is Summary => s !== undefined && s.failedRounds > 0);
+      if (failing.length === 0) return ratio(num ? value(num) : NaN, den ? value(den) : NaN);
+      // Both sides failing the same way is said once: "pooler and PgBouncer 1.18.0 fail: …".
+      const byFailure = new Map<string | null, string[]>();
+      for (const s of failing) byFailure.set(s.failure, [...(byFailure.get(s.failure) ?? []), labels[s.target]]);
+      const parts = [...byFailure].map(([why, who]) => `${who.join(' and ')} ${who.length > 1 ? 'fail' : 'fails'}: ${why}`);
+      notComparable[key] = `n/a — ${parts.join('; ')}`;
+      return NaN;
+    };
     return {
       caseId: c.id,
       title: c.title,
-      tpsPoolerVsPgbouncer: ratio(p?.tps ?? NaN, b?.tps ?? NaN),
-      tpsPoolerVsDirect: ratio(p?.tps ?? NaN, d?.tps ?? NaN),
-      cpuPoolerVsPgbouncer: ratio(p?.cpuUsPerTx ?? NaN, b?.cpuUsPerTx ?? NaN),
+      tpsPoolerVsPgbouncer: cmp('tpsPoolerVsPgbouncer', p, b, (s) => s.tps),
+      tpsPoolerVsDirect: cmp('tpsPoolerVsDirect', p, d, (s) => s.tps),
+      cpuPoolerVsPgbouncer: cmp('cpuPoolerVsPgbouncer', p, b, (s) => s.cpuUsPerTx),
+      notComparable,
     };
   });
 }
 
+/** One line per failed run, in run order, for the report's Failures list. */
+export function failures(cases: BenchCase[], runs: RunRecord[]): string[] {
+  return runs
+    .filter((r) => r.failure !== null)
+    .map((r) => `${cases.find((c) => c.id === r.caseId)?.title ?? r.caseId}, round ${r.round}, ${r.target}: ${r.failure}`);
+}
+
 const fmt = (v: number, digits: number) => (Number.isFinite(v) ? v.toFixed(digits) : '-');
+
+/** Markdown table cells must not contain a bare "|". */
+const cell = (text: string) => text.replaceAll('|', '\\|');
 
 function failedCell(s: Summary): string {
   return s.abortedClients > 0 ? `${s.failed} (+${s.abortedClients} clients aborted)` : String(s.failed);
+}
+
+function outcomeCell(s: Summary): string {
+  return s.failedRounds === 0 ? 'ok' : `**fails** (${s.failedRounds}/${s.rounds} rounds)`;
+}
+
+function ratioCell(r: Ratios, key: RatioKey): string {
+  return cell(r.notComparable[key] ?? fmt(r[key], 2));
 }
 
 export function markdown(o: {
@@ -56,6 +101,8 @@ export function markdown(o: {
   ratios: Ratios[];
   startedAt: string;
   durationS: number;
+  /** see failures() */
+  failures: string[];
   problems: string[];
 }): string {
   const m = o.machine;
@@ -67,22 +114,31 @@ export function markdown(o: {
     `pgbench scale ${c.scale}, -j ${c.threads}, -T ${c.seconds} s, ${c.rounds} interleaved rounds per case and target (medians shown; failed is the total). ` +
       `Proxies: transaction pooling, pool size ${c.poolSize}; everything on one machine, over loopback. Total run time ${Math.round(o.durationS)} s.`,
     '',
-    '| Case | Target | TPS | Mean latency ms | Failed | CPU µs/tx | RSS MB | Peak RSS MB |',
-    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| Case | Target | TPS | Mean latency ms | Failed | CPU µs/tx | RSS MB | Peak RSS MB | Outcome |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
     ...o.summaries.map(
       (s) =>
-        `| ${s.title} | ${s.target} | ${fmt(s.tps, 0)} | ${fmt(s.latencyMs, 3)} | ${failedCell(s)} | ${fmt(s.cpuUsPerTx, 1)} | ${fmt(s.rssMb, 1)} | ${fmt(s.hwmMb, 1)} |`,
+        `| ${s.title} | ${s.target} | ${fmt(s.tps, 0)} | ${fmt(s.latencyMs, 3)} | ${failedCell(s)} | ${fmt(s.cpuUsPerTx, 1)} | ${fmt(s.rssMb, 1)} | ${fmt(s.hwmMb, 1)} | ${outcomeCell(s)} |`,
     ),
     '',
     '| Case | TPS pooler/PgBouncer | TPS pooler/direct | CPU µs/tx pooler/PgBouncer |',
     '| --- | ---: | ---: | ---: |',
-    ...o.ratios.map((r) => `| ${r.title} | ${fmt(r.tpsPoolerVsPgbouncer, 2)} | ${fmt(r.tpsPoolerVsDirect, 2)} | ${fmt(r.cpuPoolerVsPgbouncer, 2)} |`),
+    ...o.ratios.map(
+      (r) =>
+        `| ${r.title} | ${ratioCell(r, 'tpsPoolerVsPgbouncer')} | ${ratioCell(r, 'tpsPoolerVsDirect')} | ${ratioCell(r, 'cpuPoolerVsPgbouncer')} |`,
+    ),
     '',
     'CPU µs/tx is the proxy process\'s user+system time over the run divided by the transactions pgbench completed; ' +
       'RSS is VmRSS at the end of a run, Peak RSS the process\'s VmHWM. Direct has no proxy, hence "-".',
+    'A target fails a case when, in any round, pgbench exits non-zero, is killed as hung, aborts a client or prints an error; ' +
+      'its numbers are then what pgbench printed and no ratio is taken against it ("n/a — <target> fails: <errors>").',
   ];
+  if (o.failures.length) {
+    lines.push('', 'Failed runs:', '', ...o.failures.slice(0, 50).map((f) => `- ${cell(f)}`));
+    if (o.failures.length > 50) lines.push(`- … and ${o.failures.length - 50} more (see the JSON)`);
+  }
   if (o.problems.length) {
-    lines.push('', 'Problems seen during the runs:', '', ...o.problems.slice(0, 50).map((p) => `- ${p.replaceAll('|', '\\|')}`));
+    lines.push('', 'Problems seen during the runs:', '', ...o.problems.slice(0, 50).map((p) => `- ${cell(p)}`));
     if (o.problems.length > 50) lines.push(`- … and ${o.problems.length - 50} more (see the JSON)`);
   }
   return lines.join('\n') + '\n';

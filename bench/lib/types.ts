@@ -1,5 +1,6 @@
 // Shapes shared by the bench runner and its report: one pgbench run, and the rounds of a case/target folded together.
 
+import type { ErrorMessage } from './outcome.ts';
 import type { PgbenchResult } from './pgbench.ts';
 
 export type TargetName = 'direct' | 'pooler' | 'pgbouncer';
@@ -15,7 +16,13 @@ export interface RunRecord extends Omit<PgbenchResult, 'errors' | 'stdout'> {
   rssMb: number;
   /** proxy VmHWM (peak RSS since it started) at the end of the run, MB; NaN for direct */
   hwmMb: number;
-  /** pgbench error lines and proxy warnings/errors logged during the run */
+  /** pgbench's error lines, condensed and counted (see outcome.ts) */
+  errorMessages: ErrorMessage[];
+  /** pgbench's first error line as printed, null if none */
+  firstError: string | null;
+  /** why this run is not comparable (pgbench failed, hung, aborted clients or printed errors), null if it is */
+  failure: string | null;
+  /** pgbench errors (collapsed), a non-zero exit, and proxy warnings/errors logged during the run */
   problems: string[];
 }
 
@@ -33,6 +40,10 @@ export interface Summary {
   failed: number;
   abortedClients: number;
   rounds: number;
+  /** rounds whose run had a failure; any makes this target's numbers for the case not comparable */
+  failedRounds: number;
+  /** the distinct errors of those rounds, or their failure when pgbench printed none; null when every round was clean */
+  failure: string | null;
 }
 
 export interface Ratios {
@@ -41,7 +52,11 @@ export interface Ratios {
   tpsPoolerVsPgbouncer: number;
   tpsPoolerVsDirect: number;
   cpuPoolerVsPgbouncer: number;
+  /** for each ratio left out (NaN) because a target it divides failed: "n/a — <target> fails: <error>" */
+  notComparable: Partial<Record<RatioKey, string>>;
 }
+
+export type RatioKey = 'tpsPoolerVsPgbouncer' | 'tpsPoolerVsDirect' | 'cpuPoolerVsPgbouncer';
 
 export interface Machine {
   nproc: number;
