@@ -152,7 +152,15 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
       return;
     }
     if (this.state === 'closed') return;
-    this.scanner!.push(chunk);
+    // A chunk with a rewritten message reaches the server in several pieces: one write for all of them.
+    const server = this.server;
+    if (server === null) {
+      this.scanner!.push(chunk);
+    } else {
+      server.socket.cork();
+      this.scanner!.push(chunk);
+      server.socket.uncork();
+    }
     if (this.terminated) this.close('client sent Terminate');
   }
 
@@ -282,7 +290,12 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
     this.scanner = new MessageScanner<Outgoing>(inspectTypes, this.host.settings().max_packet_size, this);
     const maxPrepared = this.host.settings().max_prepared_statements;
     if (this.mode !== 'session' && maxPrepared > 0) {
-      this.statements = new ClientStatements(this.replies, () => this.host.settings().max_prepared_statements || maxPrepared, this.pool!.knownStatements);
+      this.statements = new ClientStatements(
+        this.replies,
+        () => this.host.settings().max_prepared_statements || maxPrepared,
+        this.pool!.knownStatements,
+        () => (this.settingsDirty = true),
+      );
     }
     this.state = this.server ? 'active' : 'idle';
     if (this.host.settings().log_connections) {
@@ -376,7 +389,7 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
     const st = this.statements;
     if (st !== null) {
       const p = fx.prepared;
-      if (p?.kind === 'prepare') return st.sqlPrepare(sql, p);
+      if (p?.kind === 'prepare') return st.sqlPrepare(sql, p, fx.changesSettings);
       if (p?.kind === 'execute') return st.sqlExecute(sql, p);
       if (p?.kind === 'deallocate') return st.sqlDeallocate(sql, p, () => this.server);
       if (fx.discardAll || fx.deallocateAll) {
@@ -390,6 +403,7 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
 
   /** Parse: the statement text is checked like a Query's; named statements are tracked. */
   private onParse(msg: Buffer): boolean | Outgoing {
+    let changesSettings = false;
     if (this.mode !== 'session') {
       const qStart = msg.indexOf(0, 5) + 1;
       const qEnd = qStart > 0 ? msg.indexOf(0, qStart) : -1;
@@ -397,6 +411,7 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
         const sql = msg.toString('utf8', qStart, qEnd);
         const fx = sessionEffects(sql);
         if (fx !== null) {
+          changesSettings = fx.changesSettings;
           const feature = this.sessionFeature(sql, fx) ?? (fx.prepared || fx.preparedInMulti ? 'SQL PREPARE or EXECUTE in the extended protocol' : null);
           if (feature !== null && this.host.settings().session_features === 'reject') {
             // Answered in the Parse's place by the server itself, which then skips to Sync as for its own error.
@@ -408,7 +423,7 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
       }
     }
     if (this.statements) {
-      const r = this.statements.parse(msg, this.server === null && this.queue.length === 0 && this.replies.length === 0);
+      const r = this.statements.parse(msg, this.server === null && this.queue.length === 0 && this.replies.length === 0, changesSettings);
       if (r === false) this.localBatch = true;
       return r;
     }

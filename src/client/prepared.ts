@@ -17,6 +17,8 @@ export interface StatementDef {
   parse: Buffer | null;
   /** the PREPARE that creates it under serverName (SQL-level statements) */
   prepareSql: string | null;
+  /** running it may change session settings (set_config): each use must mark the session for read-back */
+  changesSettings?: boolean;
 }
 
 /** A client message whose bytes depend on the server it reaches: run when it is written to one. */
@@ -58,11 +60,14 @@ export class ClientStatements {
   private readonly max: () => number;
   /** statements some server of the client's pool prepared without error */
   private readonly known: ServerStatements;
+  /** a statement that may change settings is about to run */
+  private readonly settingsChanging: () => void;
 
-  constructor(replies: Replies, max: () => number, known: ServerStatements) {
+  constructor(replies: Replies, max: () => number, known: ServerStatements, settingsChanging: () => void) {
     this.replies = replies;
     this.max = max;
     this.known = known;
+    this.settingsChanging = settingsChanging;
   }
 
   private forget(name: string, def: StatementDef): void {
@@ -89,7 +94,7 @@ export class ClientStatements {
    * successfully is answered at once, without a server: false. Drivers that prepare synchronously while
    * other connections of the same thread hold every server (pgbench -M prepared) would otherwise deadlock.
    */
-  parse(msg: Buffer, local: boolean): boolean | Buffer | StatementOp {
+  parse(msg: Buffer, local: boolean, changesSettings = false): boolean | Buffer | StatementOp {
     const z = msg.indexOf(0, 5);
     if (z <= 5) {
       this.replies.push(Expect.Parse);
@@ -102,7 +107,7 @@ export class ClientStatements {
     }
     const afterName = msg.subarray(z + 1);
     const serverName = serverNameFor('p', afterName);
-    const def: StatementDef = { serverName, parse: build.parseWithName(serverName, afterName), prepareSql: null };
+    const def: StatementDef = { serverName, parse: build.parseWithName(serverName, afterName), prepareSql: null, changesSettings };
     // Recorded now so that later messages in the same batch see it; undone if PostgreSQL never creates it.
     this.defs.set(name, def);
     if (local && this.known.use(serverName)) {
@@ -141,6 +146,7 @@ export class ClientStatements {
       return true;
     }
     const name = msg.toString('utf8', nameStart, z);
+    if (def.changesSettings && kind === Expect.Bind) this.settingsChanging();
     const rewritten = build.withName(msg, nameStart, z, def.serverName);
     const seq = this.replies.push(kind);
     return {
@@ -204,7 +210,7 @@ export class ClientStatements {
 
   // ---- SQL level (a single-statement simple Query) -------------------------------------------------------
 
-  sqlPrepare(sql: string, p: SqlPrepare): true | Buffer | StatementOp {
+  sqlPrepare(sql: string, p: SqlPrepare, changesSettings = false): true | Buffer | StatementOp {
     if (this.defs.has(p.name)) {
       this.replies.push(Expect.Query);
       return build.query(build.raiseSql(...duplicateStatementError(p.name)));
@@ -216,6 +222,7 @@ export class ClientStatements {
       // So that a server lacking it can be given it by a Parse when the client binds it through the protocol.
       parse: afterName && build.parseWithName(serverName, afterName),
       prepareSql: sql.slice(0, p.nameStart) + serverName + sql.slice(p.nameEnd),
+      changesSettings,
     };
     this.defs.set(p.name, def);
     const seq = this.replies.push(Expect.Query);
@@ -247,6 +254,7 @@ export class ClientStatements {
       return true;
     }
     const rewritten = sql.slice(0, e.nameStart) + def.serverName + sql.slice(e.nameEnd);
+    if (def.changesSettings) this.settingsChanging();
     const seq = this.replies.push(Expect.Query);
     return {
       run: (server, out) => {

@@ -397,6 +397,21 @@ describe('session parameters follow the client from server to server (transactio
     }
   });
 
+  it('a named statement calling set_config changes settings on every execution, not only when it was prepared', async () => {
+    const a = await pgc(p);
+    const ch = await churn(p, 2);
+    try {
+      const setSp = (v: string) => a.query({ name: 'set-sp', text: 'SELECT set_config($1, $2, false)', values: ['search_path', v] });
+      await setSp('named_one');
+      expect(await across(a, 'search_path')).toEqual(times('named_one'));
+      // Executed again by name: node-postgres sends no Parse this time.
+      await setSp('named_two');
+      expect(await across(a, 'search_path')).toEqual(times('named_two'));
+    } finally {
+      await ch.stop();
+    }
+  });
+
   it('keeps SET from a committed transaction and set_config(..., false); drops SET rolled back, SET LOCAL and set_config(..., true)', async () => {
     const a = await pgc(p);
     const ch = await churn(p, 2);
