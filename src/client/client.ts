@@ -390,10 +390,10 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
     if (st !== null) {
       const p = fx.prepared;
       if (p?.kind === 'prepare') return st.sqlPrepare(sql, p, fx.changesSettings);
-      if (p?.kind === 'execute') return st.sqlExecute(sql, p);
-      if (p?.kind === 'deallocate') return st.sqlDeallocate(sql, p, () => this.server);
+      if (p?.kind === 'execute') return st.sqlExecute(sql, p, this.unsynced);
+      if (p?.kind === 'deallocate') return st.sqlDeallocate(p, () => this.server);
       if (fx.discardAll || fx.deallocateAll) {
-        this.replies.push(Expect.Query, { ok: () => st.forgetAll(this.server) });
+        this.replies.push(Expect.Query, st.forgetAllHooks(() => this.server));
         return true;
       }
     }

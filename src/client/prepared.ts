@@ -26,6 +26,8 @@ export interface StatementOp {
   run(server: ServerConn, out: Buffer[]): void;
 }
 
+const deallocateTag = build.commandComplete('DEALLOCATE');
+
 /** Names pooler gives statements on servers; a client using this prefix could collide with them. */
 export const SERVER_NAME_PREFIX = '_pooler_';
 
@@ -119,7 +121,13 @@ export class ClientStatements {
       run: (server, out) => {
         const st = server.statements;
         if (st.use(serverName)) {
-          this.replies.patch(seq, Expect.Answered, { answer: build.parseComplete, failed: () => this.forget(name, def) }, 0);
+          if (server.txStatus !== TxStatus.Failed) {
+            this.replies.patch(seq, Expect.Answered, { answer: build.parseComplete, failed: () => this.forget(name, def) }, 0);
+          } else {
+            // In a failed transaction PostgreSQL refuses the Parse (25P02): let it; the server keeps its statement.
+            out.push(def.parse!);
+            this.replies.patch(seq, Expect.Parse, { failed: () => this.forget(name, def) }, 0);
+          }
           return;
         }
         const hooks: ReplyHooks = {};
@@ -229,12 +237,14 @@ export class ClientStatements {
     return {
       run: (server, out) => {
         const st = server.statements;
-        if (server.txStatus !== TxStatus.Failed && st.use(serverName)) {
-          // The server already has it: an empty query answers, with PREPARE's own CommandComplete.
-          out.push(build.query(';'));
-          this.replies.patch(seq, Expect.Query, { emptyAs: build.commandComplete('PREPARE'), failed: () => this.forget(p.name, def) }, 0);
+        if (st.use(serverName)) {
+          // The server already has it: a no-op answers, with PREPARE's own CommandComplete.
+          out.push(build.query(build.noOpSql));
+          this.replies.patch(seq, Expect.Query, { completeAs: build.commandComplete('PREPARE'), failed: () => this.forget(p.name, def) }, 0);
           return;
         }
+        // Not bounded here (that would take extended-protocol Closes ahead of a simple Query); the next
+        // protocol-level prepare on this server evicts down to max_prepared_statements.
         st.add(serverName, 0);
         out.push(build.query(def.prepareSql!));
         this.replies.patch(seq, Expect.Query, {
@@ -247,7 +257,8 @@ export class ClientStatements {
     };
   }
 
-  sqlExecute(sql: string, e: SqlExecute): true | StatementOp {
+  /** `batchOpen`: extended-protocol messages precede it unsynced (a Sync of pooler's would end the client's batch). */
+  sqlExecute(sql: string, e: SqlExecute, batchOpen: boolean): true | StatementOp {
     const def = this.defs.get(e.name);
     if (def === undefined) {
       this.replies.push(Expect.Query);
@@ -264,12 +275,25 @@ export class ClientStatements {
           return;
         }
         const rewriteError = (m: Buffer): Buffer => renamed(m, def.serverName, e.name);
-        if (def.parse !== null) {
+        if (def.parse !== null && !batchOpen) {
           // Prepare it first with a Parse + Sync whose replies (an error too) stay hidden; should it fail, the
           // EXECUTE fails with "does not exist", under the client's name.
-          st.add(def.serverName, this.max());
+          const hooks: ReplyHooks = { dropThroughReady: true, rewriteError };
+          const evicted = this.makeRoom(server, def.serverName, out, hooks);
           out.push(def.parse, build.syncMessage, build.query(rewritten));
-          this.replies.patch(seq, Expect.Query, { dropThroughReady: true, injectedDone: () => st.delete(def.serverName), rewriteError }, 0);
+          hooks.injected! += 1;
+          hooks.injectedDone = (ran) => {
+            const closes = evicted?.length ?? 0;
+            if (evicted && ran < closes) st.restore(evicted.slice(ran));
+            if (ran <= closes) st.delete(def.serverName);
+          };
+          this.replies.patch(seq, Expect.Query, hooks, hooks.injected!);
+          return;
+        }
+        if (def.prepareSql === null) {
+          // Inside an open batch: no way to prepare it first; PostgreSQL says it does not exist, as it would.
+          out.push(build.query(rewritten));
+          this.replies.patch(seq, Expect.Query, { rewriteError }, 0);
           return;
         }
         // Prepare it in the same round trip; its CommandComplete is hidden.
@@ -279,10 +303,10 @@ export class ClientStatements {
     };
   }
 
-  sqlDeallocate(sql: string, d: SqlDeallocate, server: () => ServerConn | null): true | StatementOp {
+  sqlDeallocate(d: SqlDeallocate, server: () => ServerConn | null): true | Buffer {
     if (d.name === null) {
       // DEALLOCATE ALL runs on the server: it forgets every statement there, the client all of its own.
-      this.replies.push(Expect.Query, { ok: () => this.forgetAll(server()) });
+      this.replies.push(Expect.Query, this.forgetAllHooks(server));
       return true;
     }
     const name = d.name;
@@ -291,26 +315,33 @@ export class ClientStatements {
       this.replies.push(Expect.Query);
       return true;
     }
+    // Like a protocol Close: only the client forgets it; the server statement may serve other clients.
     this.defs.delete(name);
-    const seq = this.replies.push(Expect.Query);
-    return {
-      run: (srv, out) => {
-        const st = srv.statements;
-        const restore = (): void => this.restore(name, def);
-        if (st.has(def.serverName) || srv.txStatus === TxStatus.Failed) {
-          out.push(build.query(sql.slice(0, d.nameStart) + def.serverName + sql.slice(d.nameEnd)));
-          this.replies.patch(seq, Expect.Query, { ok: () => st.delete(def.serverName), failed: restore }, 0);
-          return;
-        }
-        out.push(build.query(';'));
-        this.replies.patch(seq, Expect.Query, { emptyAs: build.commandComplete('DEALLOCATE'), failed: restore }, 0);
-      },
-    };
+    this.replies.push(Expect.Query, { completeAs: deallocateTag, failed: () => this.restore(name, def) });
+    return build.query(build.noOpSql);
   }
 
   /** DISCARD ALL or DEALLOCATE ALL ran on the client's server. */
   forgetAll(server: ServerConn | null): void {
     this.defs.clear();
     server?.statements.clear();
+  }
+
+  /**
+   * A Query with DISCARD ALL or DEALLOCATE ALL: the client's statements are forgotten now (later messages in the
+   * same pipeline must not find them), the server's when it succeeds. Should it fail, whether a DEALLOCATE ALL
+   * in it ran is unknown: the server gets DISCARD ALL before anyone else uses it.
+   */
+  forgetAllHooks(server: () => ServerConn | null): ReplyHooks {
+    const saved = new Map(this.defs);
+    this.defs.clear();
+    return {
+      ok: () => server()?.statements.clear(),
+      failed: () => {
+        for (const [k, v] of saved) if (!this.defs.has(k)) this.defs.set(k, v);
+        const srv = server();
+        if (srv) srv.needsDiscard = true;
+      },
+    };
   }
 }

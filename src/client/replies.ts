@@ -32,12 +32,15 @@ export interface ReplyHooks {
   failed?(): void;
   /** how many messages pooler injected before this request (their replies are hidden) */
   injected?: number;
-  /** only the first `ran` injected messages ran (a later one failed, or all were skipped after an earlier error) */
+  /**
+   * Called once when the request is settled: the first `ran` of its injected messages ran on the server, the
+   * rest did not (one of them failed, or PostgreSQL skipped them after an earlier error).
+   */
   injectedDone?(ran: number): void;
   /** rewrite the ErrorResponse this request gets (e.g. pooler's statement name back to the client's) */
   rewriteError?(msg: Buffer): Buffer;
-  /** a Query answered by an empty query: what to send instead of its EmptyQueryResponse */
-  emptyAs?: Buffer;
+  /** a Query pooler answered with a no-op statement: the CommandComplete to send instead of the no-op's */
+  completeAs?: Buffer;
   /** pooler sent a Parse + Sync ahead of this Query: drop every reply up to and including that ReadyForQuery */
   dropThroughReady?: boolean;
   /** a Query that pooler prefixed with a statement of its own: hide that one's CommandComplete, and say it ran */
@@ -47,7 +50,7 @@ export interface ReplyHooks {
 export class Replies {
   private kinds = new Uint8Array(32);
   /** replies to messages pooler injected before this request ('1' or '3'), dropped as they come */
-  private hidden = new Uint8Array(32);
+  private hidden = new Uint32Array(32);
   private hooks: (ReplyHooks | null)[] = new Array<ReplyHooks | null>(32).fill(null);
   private head = 0;
   private count = 0;
@@ -75,8 +78,7 @@ export class Replies {
     if (this.skipping) {
       if (kind !== Expect.Sync) {
         // PostgreSQL ignores this message: it will never be answered.
-        if (hidden > 0) hooks?.injectedDone?.(0);
-        hooks?.failed?.();
+        if (hooks) settle(hooks, false, 0);
         return -1;
       }
       this.skipping = false;
@@ -101,8 +103,7 @@ export class Replies {
     const off = seq - this.headSeq;
     if (seq < 0 || off < 0 || off >= this.count) {
       // PostgreSQL skipped it after an earlier error: undo whatever the request assumed would happen.
-      if (hidden > 0) hooks?.injectedDone?.(0);
-      hooks?.failed?.();
+      if (hooks) settle(hooks, false, 0);
       return;
     }
     const i = (this.head + off) & (this.kinds.length - 1);
@@ -133,9 +134,15 @@ export class Replies {
     const kind = this.kinds[i]!;
     const h = this.hooks[i];
     if (h !== null && h.dropThroughReady) {
-      // pooler's own Parse + Sync ahead of a Query: its replies (an error too) stay hidden.
-      if (type === Backend.ErrorResponse) h.injectedDone?.(0);
-      else if (type === Backend.ReadyForQuery) h.dropThroughReady = false;
+      // pooler's own messages and Sync ahead of a Query: their replies (an error too) stay hidden.
+      if (type === Backend.ErrorResponse) {
+        // The last of them (the Parse) failed; Close never does.
+        h.injectedDone?.((h.injected ?? 1) - 1);
+        h.injected = 0;
+      } else if (type === Backend.ReadyForQuery) {
+        h.dropThroughReady = false;
+        this.hidden[i] = 0;
+      }
       return false;
     }
     if (kind === Expect.Hidden) {
@@ -148,11 +155,9 @@ export class Replies {
         this.hidden[i]!--;
         return false;
       }
-      if (type !== Backend.ErrorResponse) return true;
-      // A message pooler injected for this request failed: the request fails with that error, in its place.
-      this.hooks[i]?.injectedDone?.(this.hooks[i]!.injected! - this.hidden[i]!);
-      this.hidden[i] = 0;
-      return this.fail(msg);
+      // A message pooler injected for this request failed: the request fails with that error, in its place
+      // (hidden still counts the failed one, so it is not counted as run).
+      return type === Backend.ErrorResponse ? this.fail(msg) : true;
     }
     switch (type) {
       case Backend.ReadyForQuery:
@@ -176,20 +181,21 @@ export class Replies {
         return kind === Expect.Describe ? this.complete(msg) : true;
       case Backend.CommandComplete: {
         if (kind === Expect.Execute) return this.complete(msg);
-        const h = this.hooks[i];
-        if (kind === Expect.Query && h?.hideFirstComplete) {
-          const f = h.hideFirstComplete;
-          h.hideFirstComplete = undefined;
-          f();
-          return false;
+        if (kind === Expect.Query && h !== null) {
+          if (h.hideFirstComplete) {
+            const f = h.hideFirstComplete;
+            h.hideFirstComplete = undefined;
+            f();
+            return false;
+          }
+          if (h.completeAs) return h.completeAs;
         }
         return true;
       }
       case Backend.PortalSuspended:
         return kind === Expect.Execute ? this.complete(msg) : true;
       case Backend.EmptyQueryResponse:
-        if (kind === Expect.Execute) return this.complete(msg);
-        return this.hooks[i]?.emptyAs ?? true;
+        return kind === Expect.Execute ? this.complete(msg) : true;
       default:
         return true;
     }
@@ -204,14 +210,19 @@ export class Replies {
   /** The head extended-protocol request failed: PostgreSQL skips everything up to the next Sync. */
   private fail(msg: Buffer): boolean | Buffer {
     const rewritten = this.hooks[this.head]?.rewriteError?.(msg);
-    this.shift(false);
+    const undo: ReplyHooks[] = [];
+    const ran: number[] = [];
+    this.shift(false, undo, ran);
     // Even a Query before the Sync is ignored (and gets no ReadyForQuery).
-    while (this.count > 0 && this.kinds[this.head] !== Expect.Sync) this.shift(false);
+    while (this.count > 0 && this.kinds[this.head] !== Expect.Sync) this.shift(false, undo, ran);
     if (this.count === 0) this.skipping = true;
+    // Undone newest first: a later request may have changed what an earlier one would restore.
+    for (let k = undo.length - 1; k >= 0; k--) settle(undo[k]!, false, ran[k]!);
     return rewritten ?? true;
   }
 
-  private shift(ok: boolean): void {
+  /** Take the head entry off; its hooks run now, or (when `undo` is given) are collected for the caller. */
+  private shift(ok: boolean, undo?: ReplyHooks[], ran?: number[]): void {
     const i = this.head;
     const kind = this.kinds[i]!;
     const hooks = this.hooks[i];
@@ -228,10 +239,14 @@ export class Replies {
       }
     }
     if (hooks) {
-      // Skipped before any of its injected messages ran (those that ran were counted down in hidden).
-      if (!ok && this.hidden[i]! > 0) hooks.injectedDone?.((hooks.injected ?? 0) - this.hidden[i]!);
-      if (ok) hooks.ok?.();
-      else hooks.failed?.();
+      // The injected messages still counted in hidden never ran (skipped, or the first of them failed).
+      const done = (hooks.injected ?? 0) - this.hidden[i]!;
+      if (undo) {
+        undo.push(hooks);
+        ran!.push(done);
+      } else {
+        settle(hooks, ok, done);
+      }
     }
   }
 
@@ -255,7 +270,7 @@ export class Replies {
   private grow(): void {
     const n = this.kinds.length;
     const kinds = new Uint8Array(n * 2);
-    const hidden = new Uint8Array(n * 2);
+    const hidden = new Uint32Array(n * 2);
     const hooks = new Array<ReplyHooks | null>(n * 2).fill(null);
     for (let k = 0; k < this.count; k++) {
       const j = (this.head + k) & (n - 1);
@@ -267,5 +282,17 @@ export class Replies {
     this.hidden = hidden;
     this.hooks = hooks;
     this.head = 0;
+  }
+}
+
+/** A request is settled: its own outcome, then what became of the messages injected before it. */
+function settle(hooks: ReplyHooks, ok: boolean, ran: number): void {
+  if (ok) {
+    if (hooks.injected) hooks.injectedDone?.(ran);
+    hooks.ok?.();
+  } else {
+    // Undo in reverse: the request's own effect is newer than its injected messages'.
+    hooks.failed?.();
+    if (hooks.injected) hooks.injectedDone?.(ran);
   }
 }

@@ -182,6 +182,9 @@ export function closeStatement(name: string): Buffer {
   });
 }
 
+/** A statement that does nothing, yet fails like any other in an aborted transaction (unlike an empty query). */
+export const noOpSql = 'DO $pooler$BEGIN END$pooler$';
+
 /** A statement whose only effect is to fail with this SQLSTATE and message, as if PostgreSQL refused the client's. */
 export function raiseSql(sqlstate: string, message: string): string {
   const lit = "'" + message.replace(/'/g, "''") + "'";
