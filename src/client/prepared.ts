@@ -7,7 +7,7 @@ import { TxStatus } from '../protocol/codes.ts';
 import * as build from '../protocol/build.ts';
 import { Expect, type ExpectKind, type ReplyHooks, type Replies } from './replies.ts';
 import type { ServerConn } from '../server/server.ts';
-import type { ServerStatements } from '../server/statements.ts';
+import { PROBE_NAME, type ServerStatements } from '../server/statements.ts';
 import type { SqlDeallocate, SqlExecute, SqlPrepare } from '../sql/session.ts';
 import { parseFormOfPrepare } from './prepare-sql.ts';
 
@@ -19,6 +19,8 @@ export interface StatementDef {
   prepareSql: string | null;
   /** running it may change session settings (set_config): each use must mark the session for read-back */
   changesSettings?: boolean;
+  /** PostgreSQL refused to create it: nothing may bring it back */
+  dead?: boolean;
 }
 
 /** A client message whose bytes depend on the server it reaches: run when it is written to one. */
@@ -72,12 +74,28 @@ export class ClientStatements {
     this.settingsChanging = settingsChanging;
   }
 
+  /**
+   * A definition that displaced another whose removal (Close, DEALLOCATE) may yet be undone: if the newer one
+   * is refused, the older comes back.
+   */
+  private readonly displaced = new Map<StatementDef, StatementDef>();
+
+  /** PostgreSQL refused to create `def`. */
   private forget(name: string, def: StatementDef): void {
-    if (this.defs.get(name) === def) this.defs.delete(name);
+    def.dead = true;
+    const older = this.displaced.get(def);
+    this.displaced.delete(def);
+    if (this.defs.get(name) !== def) return;
+    if (older && !older.dead) this.defs.set(name, older);
+    else this.defs.delete(name);
   }
 
+  /** A removal of `def` did not happen after all (the Close or DEALLOCATE was refused or skipped). */
   private restore(name: string, def: StatementDef): void {
-    if (!this.defs.has(name)) this.defs.set(name, def);
+    if (def.dead) return;
+    const current = this.defs.get(name);
+    if (current === undefined) this.defs.set(name, def);
+    else if (current !== def) this.displaced.set(current, def);
   }
 
   /** Close messages for evicted statements go first; returns how many. */
@@ -121,12 +139,14 @@ export class ClientStatements {
       run: (server, out) => {
         const st = server.statements;
         if (st.use(serverName)) {
-          if (server.txStatus !== TxStatus.Failed) {
+          if (server.txStatus === TxStatus.Idle && this.replies.isHead(seq)) {
             this.replies.patch(seq, Expect.Answered, { answer: build.parseComplete, failed: () => this.forget(name, def) }, 0);
           } else {
-            // In a failed transaction PostgreSQL refuses the Parse (25P02): let it; the server keeps its statement.
-            out.push(def.parse!);
-            this.replies.patch(seq, Expect.Parse, { failed: () => this.forget(name, def) }, 0);
+            // Inside a transaction, or behind requests still running: whether PostgreSQL would accept this Parse
+            // (not in a failed transaction, except ROLLBACK) is only known there. Ask it with a throwaway name.
+            out.push(build.closeStatement(PROBE_NAME), build.parseWithName(PROBE_NAME, afterName));
+            server.probeOpen = true;
+            this.replies.patch(seq, Expect.Parse, { failed: () => this.forget(name, def), injected: 1 }, 1);
           }
           return;
         }
@@ -138,7 +158,11 @@ export class ClientStatements {
           st.delete(serverName);
           this.forget(name, def);
         };
-        hooks.ok = () => this.known.add(serverName, KNOWN_PER_POOL);
+        hooks.ok = () => {
+          st.confirm(serverName);
+          this.known.add(serverName, KNOWN_PER_POOL);
+          this.known.confirm(serverName);
+        };
         this.replies.patch(seq, Expect.Parse, hooks, hooks.injected!);
       },
     };
@@ -178,6 +202,7 @@ export class ClientStatements {
           const closes = evicted?.length ?? 0;
           if (evicted && ran < closes) st.restore(evicted.slice(ran));
           if (ran <= closes) st.delete(def.serverName);
+          else st.confirm(def.serverName);
         };
         this.replies.patch(seq, kind, hooks, hooks.injected!);
       },
@@ -248,6 +273,7 @@ export class ClientStatements {
         st.add(serverName, 0);
         out.push(build.query(def.prepareSql!));
         this.replies.patch(seq, Expect.Query, {
+          ok: () => st.confirm(serverName),
           failed: () => {
             st.delete(serverName);
             this.forget(p.name, def);
@@ -286,6 +312,7 @@ export class ClientStatements {
             const closes = evicted?.length ?? 0;
             if (evicted && ran < closes) st.restore(evicted.slice(ran));
             if (ran <= closes) st.delete(def.serverName);
+            else st.confirm(def.serverName);
           };
           this.replies.patch(seq, Expect.Query, hooks, hooks.injected!);
           return;
@@ -298,7 +325,13 @@ export class ClientStatements {
         }
         // Prepare it in the same round trip; its CommandComplete is hidden.
         out.push(build.query(`${def.prepareSql!}; ${rewritten}`));
-        this.replies.patch(seq, Expect.Query, { hideFirstComplete: () => st.add(def.serverName, 0), rewriteError }, 0);
+        this.replies.patch(seq, Expect.Query, {
+          hideFirstComplete: () => {
+            st.add(def.serverName, 0);
+            st.confirm(def.serverName);
+          },
+          rewriteError,
+        }, 0);
       },
     };
   }
@@ -338,7 +371,7 @@ export class ClientStatements {
     return {
       ok: () => server()?.statements.clear(),
       failed: () => {
-        for (const [k, v] of saved) if (!this.defs.has(k)) this.defs.set(k, v);
+        for (const [k, v] of saved) this.restore(k, v);
         const srv = server();
         if (srv) srv.needsDiscard = true;
       },

@@ -113,6 +113,11 @@ export class Replies {
     if (kind === Expect.Answered && off === 0) this.emitAnswers();
   }
 
+  /** Whether everything before this request has been answered. */
+  isHead(seq: number): boolean {
+    return seq === this.headSeq && this.count > 0;
+  }
+
   /** Forget everything (the server is gone). */
   clear(): void {
     for (let n = 0; n < this.count; n++) this.hooks[(this.head + n) & (this.kinds.length - 1)] = null;

@@ -8,7 +8,8 @@ import { ErrorCodes, PoolerError } from '../errors.ts';
 import { TxStatus } from '../protocol/codes.ts';
 import type { PoolMode } from '../config/types.ts';
 import type { Logger } from '../log.ts';
-import { ServerStatements } from '../server/statements.ts';
+import * as build from '../protocol/build.ts';
+import { PROBE_NAME, ServerStatements } from '../server/statements.ts';
 
 export interface Waiter {
   /** The server is now the waiter's; it is in state 'active'. */
@@ -18,6 +19,9 @@ export interface Waiter {
 }
 
 /** Limits and timeouts a pool reads on every decision, so a reload takes effect at once. */
+/** Closes the probe statement a client's Parse may have left (see ClientStatements.parse); never fails. */
+const closeProbe = Buffer.concat([build.closeStatement(PROBE_NAME), build.syncMessage]);
+
 /** Reset queries that make the server forget its prepared statements. */
 const dropsStatements = /\b(discard\s+all|deallocate)\b/i;
 
@@ -190,13 +194,15 @@ export class Pool implements ServerOwner {
       server.touched.clear();
       if (dropsStatements.test(resetQuery)) server.statements.clear();
     }
-    if (reset.length === 0) {
+    const prefix = server.probeOpen ? closeProbe : undefined;
+    server.probeOpen = false;
+    if (reset.length === 0 && prefix === undefined) {
       this.makeAvailable(server);
       return;
     }
     server.state = 'internal';
     this.busy.add(server);
-    server.runInternal(reset).then(
+    server.runInternal(reset, prefix).then(
       () => {
         this.busy.delete(server);
         if (server.txStatus !== TxStatus.Idle) server.close('reset left the server in a transaction');

@@ -72,6 +72,8 @@ export class ServerConn implements ScanSink<Buffer> {
   needsDiscard = false;
   /** prepared statements this server holds under pooler's names */
   readonly statements = new ServerStatements();
+  /** pooler's throwaway probe statement may exist here: closed before the server goes back to the pool */
+  probeOpen = false;
   private readonly owner: ServerOwner;
   private readonly scanner: MessageScanner<Buffer>;
   private internal: Internal | null = null;
@@ -162,8 +164,8 @@ export class ServerConn implements ScanSink<Buffer> {
    * DISCARD ALL that refuse to run in a transaction block still work; replies are swallowed.
    * Rejects with the first error; the caller decides whether the server is still usable.
    */
-  runInternal(statements: string[]): Promise<void> {
-    return this.startInternal(statements, null);
+  runInternal(statements: string[], prefix?: Buffer): Promise<void> {
+    return this.startInternal(statements, null, prefix);
   }
 
   /** Run one of pooler's own queries and return its rows as text columns. */
@@ -173,14 +175,16 @@ export class ServerConn implements ScanSink<Buffer> {
     return rows;
   }
 
-  private startInternal(statements: string[], rows: (string | null)[][] | null): Promise<void> {
+  /** `prefix`: extended-protocol messages ending in a Sync, sent first (their ReadyForQuery counts too). */
+  private startInternal(statements: string[], rows: (string | null)[][] | null, prefix?: Buffer): Promise<void> {
     if (this.closed) return Promise.reject(new PoolerError(ErrorCodes.serverLost, 'server connection is closed'));
     // One job at a time: a second would take the first one's replies as its own.
     if (this.internal !== null) return Promise.reject(new PoolerError(ErrorCodes.serverLost, 'server is already running an internal query'));
     return new Promise<void>((resolve, reject) => {
-      this.internal = { expect: statements.length, error: null, rows, resolve, reject };
+      this.internal = { expect: statements.length + (prefix ? 1 : 0), error: null, rows, resolve, reject };
       this.socket.resume();
-      this.socket.write(Buffer.concat(statements.map((s) => build.query(s))));
+      const queries = statements.map((s) => build.query(s));
+      this.socket.write(Buffer.concat(prefix ? [prefix, ...queries] : queries));
     });
   }
 
