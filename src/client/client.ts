@@ -639,8 +639,9 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
     this.lastActivity = Date.now();
     if (this.server !== server || this.replies.length > 0 || this.unsynced || this.queue.length > 0 || this.holding) return;
     if (this.scanner && !this.scanner.atBoundary) return;
-    if (this.mode === 'session' || this.pinned !== null) return;
+    if (this.mode === 'session') return;
     if (server.txStatus === TxStatus.Idle) {
+      if (this.pinned !== null) return; // keeps its server, but statement mode still refuses transaction blocks
       if (this.settingsDirty) {
         this.captureSettings(server);
         return;

@@ -934,3 +934,25 @@ describe('session pool mode: nothing to pin', () => {
     );
   });
 });
+
+describe('statement pool mode: a pinned client still may not open a transaction block', () => {
+  let p: PoolerProcess;
+  beforeAll(async () => {
+    p = await startFor({ settings: { default_pool_size: 2 }, appExtra: 'pool_mode=statement' });
+  });
+
+  it('LISTEN pins the client (notifications arrive), and BEGIN then gets 25001 as for any statement-mode client', async () => {
+    const l = await pgc(p);
+    const got: pg.Notification[] = [];
+    l.on('notification', (n) => got.push(n));
+    await l.query('LISTEN stmt_chan');
+    const n = await pgc(p);
+    await n.query("NOTIFY stmt_chan, 'x'");
+    await poll(() => got.length >= 1, 'the pinned listener to receive the notification');
+    expect(pinLines(p).length).toBe(1);
+    // As for any statement-mode client, the 25001 comes right after BEGIN's own reply and closes the connection.
+    const ended = new Promise<PgError>((resolve) => l.once('error', (e) => resolve(e as PgError)));
+    const queryErr = await l.query('BEGIN').then(() => null, (e: PgError) => e);
+    expect((queryErr ?? (await ended)).code).toBe('25001');
+  });
+});
