@@ -61,6 +61,8 @@ const notSettings = new Set(['user', 'database', 'options', 'replication']);
 const CAPTURE_SETTINGS = "SELECT name, setting FROM pg_catalog.pg_settings WHERE source = 'session'";
 /** Custom settings (`myapp.tenant`) hide from pg_settings too; their names are taken from the SQL instead. */
 const customSet = /\bset\s+(?:session\s+)?("?[a-z_][\w$]*"?\s*\.\s*"?[a-z_][\w$]*"?)|\bset_config\s*\(\s*'([^'.]+\.[^']+)'/gi;
+/** set_config whose setting name is not a literal: a custom setting set this way could not be read back. */
+const setConfigByParam = /\bset_config\s*\(\s*[^'\s]/i;
 /** SET ROLE / SESSION AUTHORIZATION hide from pg_settings, so they cannot follow a client to another server. */
 const roleChange = /\b(role|authorization)\b/i;
 
@@ -441,6 +443,7 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
         (this.customNames ??= new Set()).add(name);
       }
       if (roleChange.test(sql)) return 'SET ROLE or SET SESSION AUTHORIZATION';
+      if (setConfigByParam.test(sql)) return 'set_config with a setting name that is not a literal';
     }
     return fx.feature;
   }

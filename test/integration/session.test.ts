@@ -397,6 +397,18 @@ describe('session parameters follow the client from server to server (transactio
     }
   });
 
+  it('set_config with the setting name as a parameter pins the client, so even a custom setting stays with it', async () => {
+    const a = await pgc(p);
+    const ch = await churn(p, 2);
+    try {
+      await a.query('SELECT set_config($1, $2, false)', ['myapp.by_param', 'param-v']);
+      await p.waitForLog(pinLine(/not a literal/), 5000);
+      expect(await across(a, 'myapp.by_param')).toEqual(times('param-v'));
+    } finally {
+      await ch.stop();
+    }
+  });
+
   it('a named statement calling set_config changes settings on every execution, not only when it was prepared', async () => {
     const a = await pgc(p);
     const ch = await churn(p, 2);
