@@ -20,6 +20,7 @@ import { holdCurrent } from '../server/read-buffers.ts';
 import { Expect, Replies } from './replies.ts';
 import { ClientStatements, type StatementOp } from './prepared.ts';
 import { sessionEffects, type SessionEffects } from '../sql/session.ts';
+import { SessionSettings } from './session-settings.ts';
 
 export type ClientState = 'login' | 'idle' | 'waiting' | 'active' | 'closed';
 
@@ -52,28 +53,10 @@ const inspectTypes = (() => {
   t[Frontend.CopyData] = 0;
   return t;
 })();
-/** Reported parameters that describe the server or role, not settings a session can SET. */
-const readOnlyReported = new Set(['server_version', 'server_encoding', 'integer_datetimes', 'is_superuser', 'session_authorization', 'in_hot_standby']);
 /** Startup parameters that are not session settings. */
 const notSettings = new Set(['user', 'database', 'options', 'replication']);
 
-/** What the server's session holds beyond its startup values: read back after a client changed settings. */
-const CAPTURE_SETTINGS = "SELECT name, setting FROM pg_catalog.pg_settings WHERE source = 'session'";
-/** Custom settings (`myapp.tenant`) hide from pg_settings too; their names are taken from the SQL instead. */
-const customSet = /\bset\s+(?:session\s+)?("?[a-z_][\w$]*"?\s*\.\s*"?[a-z_][\w$]*"?)|\bset_config\s*\(\s*'([^'.]+\.[^']+)'/gi;
-/** set_config whose setting name is not a literal: a custom setting set this way could not be read back. */
-const setConfigByParam = /\bset_config\s*\(\s*[^'\s]/i;
-/** SET ROLE / SESSION AUTHORIZATION hide from pg_settings, so they cannot follow a client to another server. */
-const roleChange = /\b(role|authorization)\b/i;
-
 type Outgoing = Buffer | StatementOp;
-
-interface SettingChange {
-  name: string;
-  /** null: RESET */
-  value: string | null;
-  sql: string;
-}
 
 let nextId = 1;
 
@@ -92,19 +75,13 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
   pool: Pool | null = null;
   mode: PoolMode = 'transaction';
   server: ServerConn | null = null;
-  /** session settings the client asked for (lower-case name → value); applied to each server it gets */
-  readonly settings = new Map<string, string>();
-  /** the settings from the startup packet: what RESET returns to, as on a direct connection */
-  private startupSettings: Map<string, string> | null = null;
-  /** custom settings (with a dot) the client ever set, read back explicitly */
-  private customNames: Set<string> | null = null;
+  /** session settings: what the client asked for, applied to each server it gets */
+  readonly session = new SessionSettings();
   lastActivity = Date.now();
   /** what the server owes for what the client has sent, request by request */
   private readonly replies = new Replies((bytes) => this.socket.write(bytes));
   /** named prepared statements, tracked in transaction and statement pooling (max_prepared_statements > 0) */
   private statements: ClientStatements | null = null;
-  /** the client may have changed session settings since they were last read back from its server */
-  private settingsDirty = false;
   /** the session-only feature that ties this client to its server until it leaves */
   pinned: string | null = null;
   /** reading the server's settings back before giving it up: client messages wait in the queue */
@@ -229,12 +206,11 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
     this.database = params.get('database') || user;
     const ignored = new Set(this.host.settings().ignore_startup_parameters.map((s) => s.toLowerCase()));
     for (const [k, v] of params) {
-      if (!notSettings.has(k) && !ignored.has(k.toLowerCase())) this.settings.set(k.toLowerCase(), v);
+      if (!notSettings.has(k) && !ignored.has(k.toLowerCase())) this.session.values.set(k.toLowerCase(), v);
     }
     const options = params.get('options');
-    if (options) for (const [k, v] of parseOptions(options)) if (!ignored.has(k.toLowerCase())) this.settings.set(k.toLowerCase(), v);
-
-    if (this.settings.size > 0) this.startupSettings = new Map(this.settings);
+    if (options) for (const [k, v] of parseOptions(options)) if (!ignored.has(k.toLowerCase())) this.session.values.set(k.toLowerCase(), v);
+    this.session.startupDone();
     const resolved = this.host.resolvePool(this.database, this.user);
     if (resolved instanceof PoolerError) {
       this.host.log.info({ client: this.id, remote: this.remote, db: this.database, user }, `login failed: ${resolved.message}`);
@@ -279,12 +255,13 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
     const out: Buffer[] = [build.authOk];
     const sent = new Set<string>();
     for (const [k, v] of this.pool!.serverParams!) {
-      const mine = this.settings.get(k.toLowerCase());
+      const mine = this.session.values.get(k.toLowerCase());
       out.push(build.parameterStatus(k, mine ?? v));
       sent.add(k.toLowerCase());
     }
-    if (!sent.has('application_name') && this.settings.has('application_name')) {
-      out.push(build.parameterStatus('application_name', this.settings.get('application_name')!));
+    const app = this.session.values.get('application_name');
+    if (!sent.has('application_name') && app !== undefined) {
+      out.push(build.parameterStatus('application_name', app));
     }
     out.push(build.backendKeyData(this.cancelPid, this.cancelKey), build.readyForQuery.I);
     this.socket.write(Buffer.concat(out));
@@ -296,7 +273,7 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
         this.replies,
         () => this.host.settings().max_prepared_statements || maxPrepared,
         this.pool!.knownStatements,
-        () => (this.settingsDirty = true),
+        () => (this.session.dirty = true),
       );
     }
     this.state = this.server ? 'active' : 'idle';
@@ -435,17 +412,7 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
 
   /** The session-only feature a statement uses (or null); notes settings changes on the way. */
   private sessionFeature(sql: string, fx: SessionEffects): string | null {
-    if (fx.changesSettings) {
-      this.settingsDirty = true;
-      for (const m of sql.matchAll(customSet)) {
-        const raw = m[1] ?? m[2]!;
-        const name = raw.includes('"') ? raw.replace(/\s+/g, '').replace(/"/g, '') : raw.replace(/\s+/g, '').toLowerCase();
-        (this.customNames ??= new Set()).add(name);
-      }
-      if (roleChange.test(sql)) return 'SET ROLE or SET SESSION AUTHORIZATION';
-      if (setConfigByParam.test(sql)) return 'set_config with a setting name that is not a literal';
-    }
-    return fx.feature;
+    return (fx.changesSettings ? this.session.noteChange(sql) : null) ?? fx.feature;
   }
 
   /** Keep this client's server until it disconnects: the server holds state only this session can use. */
@@ -530,7 +497,7 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
 
   /** Bring the server to this client's session settings, then send what the client has queued. */
   private syncThenFlush(server: ServerConn): void {
-    const sync = this.settingsSync(server);
+    const sync = this.session.syncFor(server);
     if (sync === null) {
       this.flushQueue();
       return;
@@ -555,28 +522,6 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
         this.fail(new PoolerError({ code: 'session_setting_failed', sqlstate: e.sqlstate, severity: 'FATAL' }, `cannot apply the session's settings on the server: ${e.message}`));
       },
     );
-  }
-
-  /**
-   * set_config/RESET statements that bring the server's session to what this client asked for; null when the
-   * server already matches (the common case, checked on every hand-out, so it allocates nothing).
-   */
-  private settingsSync(server: ServerConn): SettingChange[] | null {
-    let out: SettingChange[] | null = null;
-    for (const [name, value] of this.settings) {
-      if (server.params.get(name) !== value) {
-        // set_config reads the value as a startup parameter would: `a,b` stays a list, not one quoted name.
-        (out ??= []).push({ name, value, sql: `SELECT pg_catalog.set_config(${quoteLiteral(name)}, ${quoteLiteral(value)}, false)` });
-        server.touched.add(name);
-      }
-    }
-    for (const name of server.touched) {
-      if (!this.settings.has(name)) {
-        (out ??= []).push({ name, value: null, sql: `RESET ${quoteIdent(name)}` });
-        server.touched.delete(name);
-      }
-    }
-    return out;
   }
 
   private flushQueue(): void {
@@ -625,13 +570,7 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
   }
 
   parameterChanged(name: string, value: string): void {
-    // The client changed a reported setting itself (SET application_name ...): it is now part of its session.
-    const key = name.toLowerCase();
-    if (readOnlyReported.has(key)) return;
-    this.settings.set(key, value);
-    this.server?.touched.add(key);
-    // Something changed a setting pooler may not have seen in the SQL (a function, say): read them all back.
-    if (this.mode !== 'session') this.settingsDirty = true;
+    this.session.reported(name, value, this.server, this.mode !== 'session');
   }
 
   reply(type: number, msg: Buffer): boolean | Buffer {
@@ -645,7 +584,7 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
     if (this.mode === 'session') return;
     if (server.txStatus === TxStatus.Idle) {
       if (this.pinned !== null) return; // keeps its server, but statement mode still refuses transaction blocks
-      if (this.settingsDirty) {
+      if (this.session.dirty) {
         this.captureSettings(server);
         return;
       }
@@ -666,32 +605,12 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
   private captureSettings(server: ServerConn): void {
     this.holding = true;
     // Cleared now, not when the rows arrive: a SET the client sends meanwhile must mark it again.
-    this.settingsDirty = false;
-    let sql = CAPTURE_SETTINGS;
-    if (this.customNames) {
-      const names = [...this.customNames].map(quoteLiteral).join(', ');
-      sql += ` UNION ALL SELECT n, pg_catalog.current_setting(n, true) FROM pg_catalog.unnest(ARRAY[${names}]::text[]) AS n`;
-    }
-    server.queryRows(sql).then(
+    this.session.dirty = false;
+    server.queryRows(this.session.captureSql()).then(
       (rows) => {
         this.holding = false;
         if (this.server !== server) return;
-        const captured = new Map<string, string>();
-        for (const [name, value] of rows) {
-          // A custom setting RESET (or never set on this server) reads as '' or NULL: not part of the session.
-          if (name && value && !name.startsWith('transaction_')) captured.set(name.toLowerCase(), value);
-        }
-        // The server's session now differs from its startup values in exactly these.
-        for (const k of server.touched) if (!captured.has(k)) server.params.delete(k);
-        server.touched.clear();
-        this.settings.clear();
-        for (const [k, v] of captured) {
-          server.params.set(k, v);
-          server.touched.add(k);
-          this.settings.set(k, v);
-        }
-        // What the session does not hold any more was RESET: on a direct connection that means the startup value.
-        if (this.startupSettings) for (const [k, v] of this.startupSettings) if (!captured.has(k)) this.settings.set(k, v);
+        this.session.captured(server, rows);
         // RESET may have brought back startup values this server does not hold: sync before the next request.
         if (this.queue.length > 0) this.syncThenFlush(server);
         else this.serverReady(server);
@@ -758,7 +677,7 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
       this.replies.length === 0 && !this.unsynced && (this.scanner === null || this.scanner.atBoundary) && server.state === 'active' &&
       !server.inspectAll; // the settings sync for this client is still running: its replies are still to come
     // Settings changed and never read back (e.g. SET then BEGIN in one go): only DISCARD ALL makes it clean.
-    if (this.settingsDirty) server.needsDiscard = true;
+    if (this.session.dirty) server.needsDiscard = true;
     if (clean) {
       // Idle or idle-in-transaction: the pool rolls back (and resets) before anyone else gets it.
       this.pool!.release(server);
@@ -780,13 +699,4 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
 
 function rejectMessage(feature: string): string {
   return `${feature} needs the same server for the whole session, which transaction pooling does not give; refused because session_features = reject`;
-}
-
-export function quoteIdent(name: string): string {
-  return '"' + name.replace(/"/g, '""') + '"';
-}
-
-export function quoteLiteral(value: string): string {
-  const body = value.replace(/'/g, "''");
-  return value.includes('\\') ? `E'${body.replace(/\\/g, '\\\\')}'` : `'${body}'`;
 }
