@@ -106,6 +106,23 @@ export class ClientStatements {
     return evicted;
   }
 
+  /**
+   * Give a server that lacks it the client's statement: Closes for evicted ones, then its Parse (all hidden).
+   * `hooks` learns how many were injected and what to undo if they did not all run.
+   */
+  private reprepare(server: ServerConn, def: StatementDef, out: Buffer[], hooks: ReplyHooks): void {
+    const st = server.statements;
+    const evicted = this.makeRoom(server, def.serverName, out, hooks);
+    out.push(def.parse!);
+    const closes = hooks.injected!;
+    hooks.injected = closes + 1;
+    hooks.injectedDone = (ran) => {
+      if (evicted && ran < closes) st.restore(evicted.slice(ran));
+      if (ran <= closes) st.delete(def.serverName);
+      else st.confirm(def.serverName);
+    };
+  }
+
   // ---- protocol level ----------------------------------------------------------------------------------
 
   /**
@@ -195,15 +212,8 @@ export class ClientStatements {
           return;
         }
         const hooks: ReplyHooks = {};
-        const evicted = this.makeRoom(server, def.serverName, out, hooks);
-        out.push(def.parse, rewritten);
-        hooks.injected! += 1;
-        hooks.injectedDone = (ran) => {
-          const closes = evicted?.length ?? 0;
-          if (evicted && ran < closes) st.restore(evicted.slice(ran));
-          if (ran <= closes) st.delete(def.serverName);
-          else st.confirm(def.serverName);
-        };
+        this.reprepare(server, def, out, hooks);
+        out.push(rewritten);
         this.replies.patch(seq, kind, hooks, hooks.injected!);
       },
     };
@@ -305,15 +315,8 @@ export class ClientStatements {
           // Prepare it first with a Parse + Sync whose replies (an error too) stay hidden; should it fail, the
           // EXECUTE fails with "does not exist", under the client's name.
           const hooks: ReplyHooks = { dropThroughReady: true, rewriteError };
-          const evicted = this.makeRoom(server, def.serverName, out, hooks);
-          out.push(def.parse, build.syncMessage, build.query(rewritten));
-          hooks.injected! += 1;
-          hooks.injectedDone = (ran) => {
-            const closes = evicted?.length ?? 0;
-            if (evicted && ran < closes) st.restore(evicted.slice(ran));
-            if (ran <= closes) st.delete(def.serverName);
-            else st.confirm(def.serverName);
-          };
+          this.reprepare(server, def, out, hooks);
+          out.push(build.syncMessage, build.query(rewritten));
           this.replies.patch(seq, Expect.Query, hooks, hooks.injected!);
           return;
         }
