@@ -17,7 +17,7 @@ import type { PoolMode, Settings } from '../config/types.ts';
 import type { UserSecret } from '../auth/userlist.ts';
 import { sendCancel } from '../server/connect.ts';
 import { holdCurrent } from '../server/read-buffers.ts';
-import { Expect, Replies } from './replies.ts';
+import { Expect, Replies, type ReplyHooks } from './replies.ts';
 import { ClientStatements, type StatementOp } from './prepared.ts';
 import { sessionEffects, type SessionEffects } from '../sql/session.ts';
 import { SessionSettings } from './session-settings.ts';
@@ -86,6 +86,8 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
   pinned: string | null = null;
   /** reading the server's settings back before giving it up: client messages wait in the queue */
   private holding = false;
+  /** a DISCARD ALL / DEALLOCATE ALL is running: what follows waits in the queue until it is answered */
+  private barrier = false;
   /** extended-protocol messages sent since the last Sync */
   private unsynced = false;
   /** everything since the last Sync was answered by pooler without a server: so can the Sync be */
@@ -370,11 +372,8 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
       const p = fx.prepared;
       if (p?.kind === 'prepare') return st.sqlPrepare(sql, p, fx.changesSettings);
       if (p?.kind === 'execute') return st.sqlExecute(sql, p, this.unsynced);
+      if (fx.discardAll || fx.deallocateAll) return this.barrierQuery(msg, st.forgetAllHooks(() => this.server));
       if (p?.kind === 'deallocate') return st.sqlDeallocate(p, () => this.server);
-      if (fx.discardAll || fx.deallocateAll) {
-        this.replies.push(Expect.Query, st.forgetAllHooks(() => this.server));
-        return true;
-      }
     }
     this.replies.push(Expect.Query);
     return true;
@@ -424,9 +423,43 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
     this.host.log.info({ client: this.id, db: this.database, user: this.user, feature }, 'client pinned to its server');
   }
 
+  /**
+   * DISCARD ALL / DEALLOCATE ALL: the server's statements are gone once it is answered, so what follows (which
+   * may need them re-prepared) waits for that answer.
+   */
+  private barrierQuery(msg: Buffer, hooks: ReplyHooks): StatementOp {
+    const bytes = Buffer.from(msg);
+    let settled = false;
+    const done = (): void => {
+      settled = true;
+      this.barrier = false;
+      // Not from inside the server's reply: the queue goes out once that chunk is through.
+      queueMicrotask(() => {
+        if (this.server && this.state === 'active' && !this.holding && !this.barrier && this.queue.length > 0) this.flushQueue();
+      });
+    };
+    this.replies.push(Expect.Query, {
+      ok: () => {
+        hooks.ok?.();
+        done();
+      },
+      failed: () => {
+        hooks.failed?.();
+        done();
+      },
+    });
+    return {
+      run: (_server, out) => {
+        out.push(bytes);
+        // Skipped by PostgreSQL (after an extended-protocol error): nothing to wait for.
+        if (!settled) this.barrier = true;
+      },
+    };
+  }
+
   forward(bytes: Buffer): void {
     const server = this.server;
-    if (server && this.state === 'active' && this.queue.length === 0 && !this.holding) {
+    if (server && this.state === 'active' && this.queue.length === 0 && !this.holding && !this.barrier) {
       if (!server.write(bytes)) this.pauseForDrain(server);
       return;
     }
@@ -441,7 +474,7 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
       return;
     }
     const server = this.server;
-    if (server && this.state === 'active' && this.queue.length === 0 && !this.holding) {
+    if (server && this.state === 'active' && this.queue.length === 0 && !this.holding && !this.barrier) {
       const out: Buffer[] = [];
       r.run(server, out);
       if (out.length > 0 && !server.write(out.length === 1 ? out[0]! : Buffer.concat(out))) this.pauseForDrain(server);
@@ -530,11 +563,13 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
     this.pausedForServer = false;
     if (this.queue.length > 0) {
       const out: Buffer[] = [];
-      for (const item of this.queue) {
+      let n = 0;
+      while (n < this.queue.length && !this.barrier) {
+        const item = this.queue[n++]!;
         if (Buffer.isBuffer(item)) out.push(item);
         else item.run(server, out);
       }
-      this.queue.length = 0;
+      this.queue.splice(0, n);
       if (out.length > 0 && !server.write(out.length === 1 ? out[0]! : Buffer.concat(out))) this.pauseForDrain(server);
     }
     if (wasPaused) this.updateReading();

@@ -14,6 +14,7 @@ import {
   bind, close, columnsOf, commandTag, describe as describeMsg, errorsOf, execute, flush, paramTypesOf, parse, RawClient, rowsOf, sync,
   typesOf, type Message,
 } from '../helpers/raw-client.ts';
+import { query } from '../helpers/wire.ts';
 
 type Sql = ReturnType<typeof postgres>;
 
@@ -561,6 +562,20 @@ describe('transaction mode, pool of 1: raw protocol', () => {
       m = await other.run(bind('kept'), execute(), sync());
       expectTypes(m, ['2', 'D', 'C', 'Z'], cmd);
       expect(rowsOf(m)).toEqual([['8']]);
+    }
+  });
+
+  it('a statement prepared right behind DISCARD ALL / DEALLOCATE ALL in one pipeline is prepared again after it', async () => {
+    const c = await raw(pooler());
+    for (const cmd of ['DISCARD ALL', 'DEALLOCATE ALL']) {
+      // The server the client gets holds this text from before; the ALL in front of the Parse drops it.
+      expectTypes(await c.run(parse('pre', 'SELECT 31 AS v'), bind('pre'), execute(), sync()), ['1', '2', 'D', 'C', 'Z']);
+      expectTypes(await c.run(close('S', 'pre'), sync()), ['3', 'Z']);
+      const first = await c.run(Buffer.concat([query(cmd), parse('after', 'SELECT 31 AS v'), bind('after'), execute(), sync()]));
+      const m = [...first, ...(await c.readUntilReady())];
+      expectTypes(m, ['C', 'Z', '1', '2', 'D', 'C', 'Z'], cmd);
+      expect(rowsOf(m)).toEqual([['31']]);
+      expectTypes(await c.run(close('S', 'after'), sync()), ['3', 'Z']);
     }
   });
 });
