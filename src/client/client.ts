@@ -311,6 +311,7 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
         return true;
       case Frontend.Sync:
         this.unsynced = false;
+        this.statements?.synced();
         if (local && this.server === null && this.queue.length === 0) {
           // No server, so no transaction: idle.
           this.replies.push(Expect.Answered, { answer: build.readyForQuery.I });
@@ -355,6 +356,8 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
       this.replies.push(Expect.Query);
       return true;
     }
+    // A Query is a batch of its own (for the statements' in-flight bookkeeping).
+    this.statements?.synced();
     const sql = msg.toString('utf8', 5, msg.length - 1);
     const fx = sessionEffects(sql);
     if (fx === null) {

@@ -8,6 +8,9 @@ import * as build from '../protocol/build.ts';
 import { Expect, type ExpectKind, type ReplyHooks, type Replies } from './replies.ts';
 import type { ServerConn } from '../server/server.ts';
 import { PROBE_NAME, type ServerStatements } from '../server/statements.ts';
+
+/** Client batches (messages up to a Sync, or one Query) get process-wide numbers, so servers can tell them apart. */
+let batches = 0;
 import type { SqlDeallocate, SqlExecute, SqlPrepare } from '../sql/session.ts';
 import { parseFormOfPrepare } from './prepare-sql.ts';
 
@@ -66,6 +69,8 @@ export class ClientStatements {
   private readonly known: ServerStatements;
   /** a statement that may change settings is about to run */
   private readonly settingsChanging: () => void;
+  /** the batch the client's next messages belong to */
+  private batch = ++batches;
 
   constructor(replies: Replies, max: () => number, known: ServerStatements, settingsChanging: () => void) {
     this.replies = replies;
@@ -98,9 +103,21 @@ export class ClientStatements {
     else if (current !== def) this.displaced.set(current, def);
   }
 
+  /** The client sent a Sync or a Query: what follows is a new batch. */
+  synced(): void {
+    this.batch = ++batches;
+  }
+
+  /** Whether the server holds it and this batch may count on that (no other batch's prepare still in flight). */
+  private usable(st: ServerStatements, serverName: string, batch: number): boolean {
+    if (!st.use(serverName)) return false;
+    const from = st.pendingFrom(serverName);
+    return from === undefined || from === batch;
+  }
+
   /** Close messages for evicted statements go first; returns how many. */
-  private makeRoom(server: ServerConn, serverName: string, out: Buffer[], hooks: ReplyHooks): string[] | null {
-    const evicted = server.statements.add(serverName, this.max());
+  private makeRoom(server: ServerConn, serverName: string, out: Buffer[], hooks: ReplyHooks, batch: number): string[] | null {
+    const evicted = server.statements.add(serverName, this.max(), batch);
     if (evicted) for (const n of evicted) out.push(build.closeStatement(n));
     hooks.injected = evicted?.length ?? 0;
     return evicted;
@@ -110,16 +127,30 @@ export class ClientStatements {
    * Give a server that lacks it the client's statement: Closes for evicted ones, then its Parse (all hidden).
    * `hooks` learns how many were injected and what to undo if they did not all run.
    */
-  private reprepare(server: ServerConn, def: StatementDef, out: Buffer[], hooks: ReplyHooks): void {
+  private reprepare(server: ServerConn, def: StatementDef, out: Buffer[], hooks: ReplyHooks, batch: number): void {
     const st = server.statements;
-    const evicted = this.makeRoom(server, def.serverName, out, hooks);
+    const name = def.serverName;
+    if (st.has(name)) {
+      // Prepared by an earlier batch whose outcome is not known yet: close it and prepare it again, which is
+      // right whichever way that batch goes.
+      out.push(build.closeStatement(name), def.parse!);
+      st.takeOver(name, batch);
+      hooks.injected = 2;
+      hooks.injectedDone = (ran) => {
+        if (ran === 2) st.confirm(name, batch);
+        else if (ran === 1) st.delete(name, batch);
+        else st.uncertain(name, batch);
+      };
+      return;
+    }
+    const evicted = this.makeRoom(server, name, out, hooks, batch);
     out.push(def.parse!);
     const closes = hooks.injected!;
     hooks.injected = closes + 1;
     hooks.injectedDone = (ran) => {
       if (evicted && ran < closes) st.restore(evicted.slice(ran));
-      if (ran <= closes) st.delete(def.serverName);
-      else st.confirm(def.serverName);
+      if (ran <= closes) st.delete(name, batch);
+      else st.confirm(name, batch);
     };
   }
 
@@ -152,6 +183,7 @@ export class ClientStatements {
       return false;
     }
     const seq = this.replies.push(Expect.Parse);
+    const batch = this.batch;
     return {
       run: (server, out) => {
         const st = server.statements;
@@ -168,17 +200,16 @@ export class ClientStatements {
           return;
         }
         const hooks: ReplyHooks = {};
-        const evicted = this.makeRoom(server, serverName, out, hooks);
+        const evicted = this.makeRoom(server, serverName, out, hooks, batch);
         out.push(def.parse!);
         hooks.injectedDone = (ran) => evicted && st.restore(evicted.slice(ran));
         hooks.failed = () => {
-          st.delete(serverName);
+          st.delete(serverName, batch);
           this.forget(name, def);
         };
         hooks.ok = () => {
-          st.confirm(serverName);
+          st.confirm(serverName, batch);
           this.known.add(serverName, KNOWN_PER_POOL);
-          this.known.confirm(serverName);
         };
         this.replies.patch(seq, Expect.Parse, hooks, hooks.injected!);
       },
@@ -198,10 +229,11 @@ export class ClientStatements {
     if (def.changesSettings && kind === Expect.Bind) this.settingsChanging();
     const rewritten = build.withName(msg, nameStart, z, def.serverName);
     const seq = this.replies.push(kind);
+    const batch = this.batch;
     return {
       run: (server, out) => {
         const st = server.statements;
-        if (st.use(def.serverName)) {
+        if (this.usable(st, def.serverName, batch)) {
           out.push(rewritten);
           return;
         }
@@ -212,7 +244,7 @@ export class ClientStatements {
           return;
         }
         const hooks: ReplyHooks = {};
-        this.reprepare(server, def, out, hooks);
+        this.reprepare(server, def, out, hooks, batch);
         out.push(rewritten);
         this.replies.patch(seq, kind, hooks, hooks.injected!);
       },
@@ -269,23 +301,25 @@ export class ClientStatements {
     };
     this.defs.set(p.name, def);
     const seq = this.replies.push(Expect.Query);
+    const batch = this.batch;
     return {
       run: (server, out) => {
         const st = server.statements;
         if (st.use(serverName)) {
-          // The server already has it: a no-op answers, with PREPARE's own CommandComplete.
+          // The server already has it (or an earlier batch is preparing it, and a later use re-prepares it if
+          // that fails): a no-op answers, with PREPARE's own CommandComplete.
           out.push(build.query(build.noOpSql));
           this.replies.patch(seq, Expect.Query, { completeAs: build.commandComplete('PREPARE'), failed: () => this.forget(p.name, def) }, 0);
           return;
         }
         // Not bounded here (that would take extended-protocol Closes ahead of a simple Query); the next
         // protocol-level prepare on this server evicts down to max_prepared_statements.
-        st.add(serverName, 0);
+        st.add(serverName, 0, batch);
         out.push(build.query(def.prepareSql!));
         this.replies.patch(seq, Expect.Query, {
-          ok: () => st.confirm(serverName),
+          ok: () => st.confirm(serverName, batch),
           failed: () => {
-            st.delete(serverName);
+            st.delete(serverName, batch);
             this.forget(p.name, def);
           },
         }, 0);
@@ -303,10 +337,11 @@ export class ClientStatements {
     const rewritten = sql.slice(0, e.nameStart) + def.serverName + sql.slice(e.nameEnd);
     if (def.changesSettings) this.settingsChanging();
     const seq = this.replies.push(Expect.Query);
+    const batch = this.batch;
     return {
       run: (server, out) => {
         const st = server.statements;
-        if (st.use(def.serverName)) {
+        if (this.usable(st, def.serverName, batch)) {
           out.push(build.query(rewritten));
           return;
         }
@@ -315,12 +350,12 @@ export class ClientStatements {
           // Prepare it first with a Parse + Sync whose replies (an error too) stay hidden; should it fail, the
           // EXECUTE fails with "does not exist", under the client's name.
           const hooks: ReplyHooks = { dropThroughReady: true, rewriteError };
-          this.reprepare(server, def, out, hooks);
+          this.reprepare(server, def, out, hooks, batch);
           out.push(build.syncMessage, build.query(rewritten));
           this.replies.patch(seq, Expect.Query, hooks, hooks.injected!);
           return;
         }
-        if (def.prepareSql === null) {
+        if (def.prepareSql === null || st.has(def.serverName)) {
           // Inside an open batch: no way to prepare it first; PostgreSQL says it does not exist, as it would.
           out.push(build.query(rewritten));
           this.replies.patch(seq, Expect.Query, { rewriteError }, 0);
