@@ -115,11 +115,17 @@ export class ClientStatements {
     return from === undefined || from === batch;
   }
 
-  /** Close messages for evicted statements go first; returns how many. */
+  /**
+   * Close messages for evicted statements go first (and one for `serverName` itself if an earlier eviction's
+   * Close of it may yet be skipped); hooks.injected counts them. Returns the evicted names.
+   */
   private makeRoom(server: ServerConn, serverName: string, out: Buffer[], hooks: ReplyHooks, batch: number): string[] | null {
-    const evicted = server.statements.add(serverName, this.max(), batch);
+    const st = server.statements;
+    const reclose = st.mayStillHold(serverName);
+    const evicted = st.add(serverName, this.max(), batch);
     if (evicted) for (const n of evicted) out.push(build.closeStatement(n));
-    hooks.injected = evicted?.length ?? 0;
+    if (reclose) out.push(build.closeStatement(serverName));
+    hooks.injected = (evicted?.length ?? 0) + (reclose ? 1 : 0);
     return evicted;
   }
 
@@ -148,7 +154,7 @@ export class ClientStatements {
     const closes = hooks.injected!;
     hooks.injected = closes + 1;
     hooks.injectedDone = (ran) => {
-      if (evicted && ran < closes) st.restore(evicted.slice(ran));
+      if (evicted) st.settleEvictions(evicted, ran);
       if (ran <= closes) st.delete(name, batch);
       else st.confirm(name, batch);
     };
@@ -202,7 +208,7 @@ export class ClientStatements {
         const hooks: ReplyHooks = {};
         const evicted = this.makeRoom(server, serverName, out, hooks, batch);
         out.push(def.parse!);
-        hooks.injectedDone = (ran) => evicted && st.restore(evicted.slice(ran));
+        hooks.injectedDone = (ran) => evicted && st.settleEvictions(evicted, ran);
         hooks.failed = () => {
           st.delete(serverName, batch);
           this.forget(name, def);

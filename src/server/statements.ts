@@ -16,6 +16,8 @@ export class ServerStatements {
    * and a later batch cannot count on them (PostgreSQL may still skip that prepare). UNCERTAIN: nobody knows.
    */
   private readonly pending = new Map<string, number>();
+  /** Names evicted by a Close still in flight: PostgreSQL may yet skip it, so the statement may still be there. */
+  private readonly closing = new Set<string>();
 
   get size(): number {
     return this.names.size;
@@ -44,7 +46,12 @@ export class ServerStatements {
         if (this.names.size - (evict?.length ?? 0) < max) break;
         if (!this.pending.has(old)) (evict ??= []).push(old);
       }
-      if (evict) for (const old of evict) this.names.delete(old);
+      if (evict) {
+        for (const old of evict) {
+          this.names.delete(old);
+          this.closing.add(old);
+        }
+      }
     }
     this.names.add(name);
     if (batch !== undefined) this.pending.set(name, batch);
@@ -72,9 +79,17 @@ export class ServerStatements {
     if (this.pending.get(name) === batch) this.pending.set(name, UNCERTAIN);
   }
 
-  /** Put back names whose Close never ran (PostgreSQL skipped it after an error). */
-  restore(names: string[]): void {
-    for (const n of names) this.names.add(n);
+  /** Whether an eviction's Close of `name` may still be skipped (a new prepare of it must close it first). */
+  mayStillHold(name: string): boolean {
+    return this.closing.has(name);
+  }
+
+  /** The evicting request settled: the first `ran` Closes ran, the rest never did (their statements stay). */
+  settleEvictions(evicted: string[], ran: number): void {
+    evicted.forEach((n, k) => {
+      this.closing.delete(n);
+      if (k >= ran) this.names.add(n);
+    });
   }
 
   /** The statement is not there: `batch`'s prepare failed (ignored if another batch has taken it over). */
@@ -88,5 +103,6 @@ export class ServerStatements {
   clear(): void {
     this.names.clear();
     this.pending.clear();
+    this.closing.clear();
   }
 }
