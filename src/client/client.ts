@@ -88,6 +88,8 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
   private holding = false;
   /** a DISCARD ALL / DEALLOCATE ALL is running: what follows waits in the queue until it is answered */
   private barrier = false;
+  /** the chunk being scanned queued messages for a server this client does not hold yet */
+  private wantServer = false;
   /** extended-protocol messages sent since the last Sync */
   private unsynced = false;
   /** everything since the last Sync was answered by pooler without a server: so can the Sync be */
@@ -137,6 +139,10 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
     const server = this.server;
     if (server === null) {
       this.scanner!.push(chunk);
+      if (this.wantServer) {
+        this.wantServer = false;
+        if (this.state === 'idle') this.requestServer();
+      }
     } else {
       server.socket.cork();
       this.scanner!.push(chunk);
@@ -467,7 +473,8 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
       return;
     }
     this.queue.push(bytes);
-    if (this.state === 'idle') this.requestServer();
+    // Asked for once the whole chunk is scanned, so that all of it goes to the server in one write.
+    if (this.state === 'idle') this.wantServer = true;
   }
 
   /** A message rewritten for the server it reaches (or replaced by pooler), in its place in the stream. */
@@ -484,7 +491,7 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
       return;
     }
     this.queue.push(r);
-    if (this.state === 'idle') this.requestServer();
+    if (this.state === 'idle') this.wantServer = true;
   }
 
   malformed(err: PoolerError): void {
