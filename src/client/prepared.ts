@@ -225,13 +225,13 @@ export class ClientStatements {
   /** Bind (statement name after the portal name) or Describe/Close of a statement ('S'). */
   private use(msg: Buffer, nameStart: number, kind: ExpectKind): true | StatementOp {
     const z = msg.indexOf(0, nameStart);
-    const def = z > nameStart ? this.defs.get(msg.toString('utf8', nameStart, z)) : undefined;
+    const name = z > nameStart ? msg.toString('utf8', nameStart, z) : '';
+    const def = name === '' ? undefined : this.defs.get(name);
     if (def === undefined) {
       // Unnamed, or a name the client never defined: the server gives PostgreSQL's own error for it.
       this.replies.push(kind);
       return true;
     }
-    const name = msg.toString('utf8', nameStart, z);
     if (def.changesSettings && kind === Expect.Bind) this.settingsChanging();
     const rewritten = build.withName(msg, nameStart, z, def.serverName);
     const seq = this.replies.push(kind);

@@ -7,7 +7,7 @@ import pg from 'pg';
 import postgres from 'postgres';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { pgClient, startCluster, startPoolerFor, type Cluster, type PoolerProcess, watchParameterStatus } from './harness.ts';
+import { pgClient, startCluster, startPoolerFor, type Cluster, type PoolerProcess, watchParameterStatus, postgresClient } from './harness.ts';
 
 type Sql = ReturnType<typeof postgres>;
 /** unsafe() without parameters defaults to the simple protocol; postgres.js honours `simple: false` though its types omit it. */
@@ -56,16 +56,7 @@ async function pgc(opts: Partial<pg.ClientConfig> = {}): Promise<pg.Client> {
 
 /** A postgres.js instance through pooler (prepare: false, as for any transaction-mode pooler), closed after the test. */
 function pjs(opts: postgres.Options<{}> = {}): Sql {
-  const sql = postgres({
-    host: pooler.host,
-    port: pooler.port,
-    user: 'postgres',
-    database: 'app',
-    prepare: false,
-    max: 1,
-    onnotice: () => {},
-    ...opts,
-  });
+  const sql = postgresClient(pooler, { prepare: false, ...opts });
   jsOpen.add(sql);
   return sql;
 }

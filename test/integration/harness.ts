@@ -2,6 +2,7 @@
 
 import type { EventEmitter } from 'node:events';
 import pg from 'pg';
+import postgres from 'postgres';
 import { startCluster, type Cluster } from '../cluster/index.ts';
 import { startPooler, type PoolerProcess } from '../helpers/pooler-process.ts';
 
@@ -60,6 +61,11 @@ export function pgClient(pooler: PoolerProcess, opts: Partial<pg.ClientConfig> =
   // An error event on an idle client would otherwise crash the test process.
   c.on('error', () => {});
   return c;
+}
+
+/** A postgres.js instance through pooler: one connection, notices ignored; `opts` may override anything. */
+export function postgresClient(pooler: PoolerProcess, opts: postgres.Options<{}> = {}): ReturnType<typeof postgres> {
+  return postgres({ host: pooler.host, port: pooler.port, user: 'postgres', database: 'app', max: 1, onnotice: () => {}, ...opts });
 }
 
 /** Connection string for command-line tools (psql, pgbench) through pooler. */

@@ -9,6 +9,7 @@ import postgres from 'postgres';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   pgClient, poll, poolerUrl, serverConnections, startCluster, startPoolerFor, type Cluster, type PoolerProcess, type PoolerSetup,
+  postgresClient,
 } from './harness.ts';
 import {
   bind, close, columnsOf, commandTag, describe as describeMsg, errorsOf, execute, flush, paramTypesOf, parse, RawClient, rowsOf, sync,
@@ -66,7 +67,7 @@ async function pgc(p: PoolerProcess, opts: Partial<pg.ClientConfig> = {}): Promi
 
 /** A postgres.js instance through pooler with the driver's defaults (prepare: true), closed after the test. */
 function pjs(p: PoolerProcess, opts: postgres.Options<{}> = {}): Sql {
-  const sql = postgres({ host: p.host, port: p.port, user: 'postgres', database: 'app', max: 1, onnotice: () => {}, ...opts });
+  const sql = postgresClient(p, opts);
   jsOpen.add(sql);
   return sql;
 }

@@ -10,6 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   pgClient, poll, serverConnections, startCluster, startPoolerFor, type Cluster, type PoolerProcess, type PoolerSetup,
   watchParameterStatus,
+  postgresClient,
 } from './harness.ts';
 
 type Sql = ReturnType<typeof postgres>;
@@ -53,16 +54,7 @@ async function pgc(p: PoolerProcess, opts: Partial<pg.ClientConfig> = {}): Promi
 
 /** A postgres.js instance through pooler (prepare: false, one connection), closed after the test. */
 function pjs(p: PoolerProcess, opts: postgres.Options<{}> = {}): Sql {
-  const sql = postgres({
-    host: p.host,
-    port: p.port,
-    user: 'postgres',
-    database: 'app',
-    prepare: false,
-    max: 1,
-    onnotice: () => {},
-    ...opts,
-  });
+  const sql = postgresClient(p, { prepare: false, ...opts });
   jsOpen.add(sql);
   return sql;
 }
