@@ -1,8 +1,8 @@
 // Turns one [databases] line (`name = host=... port=... dbname=...`) into a DatabaseEntry.
 import { BadValue, ConfigError } from './errors.ts';
 import { applyConnString, optionalTime, type EntryKey } from './entries.ts';
-import type { ConfigWarning, DatabaseEntry, HostPort, Settings } from './types.ts';
-import { parseEnum, parseInteger } from './values.ts';
+import type { ConfigWarning, DatabaseEntry, ReplicaAddress, Settings } from './types.ts';
+import { parseBool, parseEnum, parseInteger } from './values.ts';
 
 export const DEFAULT_SERVER_PORT = 5432;
 
@@ -40,8 +40,8 @@ export const DATABASE_KEYS: Readonly<Record<string, Key>> = {
   pool_size: { implemented: true, set: (e, v) => (e.poolSize = parseInteger(v)) },
   port: { implemented: true, set: (e, v) => (e.port = parseInteger(v, { min: 1, max: 65535 })) },
   query_wait_timeout: { implemented: false, set: (e, v) => (e.queryWaitTimeout = optionalTime(v)) },
-  // Reserved for read/write splitting in a later release: parsed and kept, not used yet.
-  replicas: { implemented: false, set: (e, v) => (e.replicas = parseReplicas(v)) },
+  read_routing: { implemented: true, set: (e, v) => (e.readRouting = parseBool(v)) },
+  replicas: { implemented: true, set: (e, v) => (e.replicas = parseReplicas(v)) },
   reserve_pool: { implemented: true, set: (e, v) => (e.reservePool = parseInteger(v)) },
   reserve_pool_size: { implemented: true, set: (e, v) => (e.reservePool = parseInteger(v)) },
   server_lifetime: { implemented: false, set: (e, v) => (e.serverLifetime = optionalTime(v)) },
@@ -99,19 +99,28 @@ export function finishDatabase(entry: DatabaseEntry, settings: Settings, warning
   }
 }
 
-/** `host:port,host:port`; a missing port (left 0 here) becomes the entry's port. IPv6 goes in brackets: `[::1]:5433`. */
-function parseReplicas(value: string): HostPort[] {
-  return value.split(',').map((item): HostPort => {
-    const text = item.trim();
+/**
+ * `host:port,host:port*2`: a missing port (left 0 here) becomes the entry's port; `*n` weights a replica's share of
+ * the reads (default 1). IPv6 goes in brackets: `[::1]:5433`.
+ */
+function parseReplicas(value: string): ReplicaAddress[] {
+  return value.split(',').map((item): ReplicaAddress => {
+    let text = item.trim();
     if (text === '') throw new BadValue(`empty item in replica list "${value}"`);
+    let weight = 1;
+    const star = text.lastIndexOf('*');
+    if (star >= 0) {
+      weight = parseInteger(text.slice(star + 1).trim(), { min: 0, max: 1000 });
+      text = text.slice(0, star).trim();
+    }
     const bracketed = /^\[([^\]]+)\](?::(.*))?$/.exec(text);
-    if (bracketed !== null) return { host: bracketed[1] as string, port: replicaPort(bracketed[2]) };
+    if (bracketed !== null) return { host: bracketed[1] as string, port: replicaPort(bracketed[2]), weight };
     const colon = text.indexOf(':');
     // More than one colon and no brackets: a bare IPv6 address without a port.
-    if (colon < 0 || text.indexOf(':', colon + 1) >= 0) return { host: text, port: 0 };
+    if (colon < 0 || text.indexOf(':', colon + 1) >= 0) return { host: text, port: 0, weight };
     const host = text.slice(0, colon);
     if (host === '') throw new BadValue(`missing host in replica "${text}"`);
-    return { host, port: replicaPort(text.slice(colon + 1)) };
+    return { host, port: replicaPort(text.slice(colon + 1)), weight };
   });
 }
 

@@ -3,6 +3,10 @@
 export type PoolMode = 'session' | 'transaction' | 'statement';
 /** What transaction and statement pooling do with features that need the same server for the whole session. */
 export type SessionFeatures = 'pin' | 'reject';
+/** Where a read goes when no replica may serve it (down, too far behind, or behind the client's own writes). */
+export type AllReplicasLagging = 'primary' | 'wait' | 'error';
+/** Whose writes a read must see: none, the connection's own, or every connection of the same (database, user). */
+export type ReadYourWrites = 'off' | 'client' | 'user';
 
 export type AuthType = 'any' | 'cert' | 'hba' | 'ldap' | 'md5' | 'pam' | 'plain' | 'scram-sha-256' | 'trust';
 
@@ -33,6 +37,12 @@ export interface HostPort {
   port: number;
 }
 
+/** A replica of a [databases] entry: `host:port*weight`. */
+export interface ReplicaAddress extends HostPort {
+  /** share of the reads relative to the other replicas; 1 unless given */
+  weight: number;
+}
+
 /** One `[databases]` line. Keys that only PgBouncer acts on are kept so SHOW DATABASES can echo them. */
 export interface DatabaseEntry {
   name: string;
@@ -61,8 +71,10 @@ export interface DatabaseEntry {
   targetSessionAttrs?: TargetSessionAttrs;
   /** sent in the server StartupMessage: client_encoding, DateStyle, TimeZone, application_name */
   startupParams: Record<string, string>;
-  /** read replicas for a later release; parsed and stored, not yet used */
-  replicas: HostPort[];
+  /** streaming replicas that may serve reads; roles are verified by the topology monitor */
+  replicas: ReplicaAddress[];
+  /** read_routing=off sends everything to the primary */
+  readRouting?: boolean;
   file: string;
   line: number;
 }
@@ -80,6 +92,8 @@ export interface UserEntry {
   idleTransactionTimeout?: number;
   transactionTimeout?: number;
   clientIdleTimeout?: number;
+  /** read_routing=off sends everything this user runs to the primary */
+  readRouting?: boolean;
   file: string;
   line: number;
 }
@@ -98,6 +112,7 @@ export interface ConfigWarning {
  */
 export interface Settings {
   admin_users: string[];
+  all_replicas_lagging: AllReplicasLagging;
   application_name_add_host: boolean;
   auth_dbname: string;
   auth_file: string;
@@ -129,6 +144,8 @@ export interface Settings {
   idle_transaction_timeout: number;
   ignore_startup_parameters: string[];
   job_name: string;
+  lag_check_interval: number;
+  lag_check_timeout: number;
   listen_addr: string;
   listen_backlog: number;
   listen_port: number;
@@ -144,6 +161,8 @@ export interface Settings {
   max_db_connections: number;
   max_packet_size: number;
   max_prepared_statements: number;
+  max_replica_lag_bytes: number;
+  max_replica_lag_ms: number;
   max_user_client_connections: number;
   max_user_connections: number;
   min_pool_size: number;
@@ -152,9 +171,12 @@ export interface Settings {
   pkt_buf: number;
   pool_idle_timeout: number;
   pool_mode: PoolMode;
+  primary_wait_timeout: number;
   query_timeout: number;
   query_wait_notify: number;
   query_wait_timeout: number;
+  read_your_writes: ReadYourWrites;
+  replica_wait_timeout: number;
   reserve_pool_size: number;
   reserve_pool_timeout: number;
   resolv_conf: string;
@@ -201,6 +223,7 @@ export interface Settings {
   unix_socket_mode: string;
   user: string;
   verbose: number;
+  write_functions: string[];
 }
 
 export interface Config {

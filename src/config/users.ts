@@ -1,7 +1,7 @@
 // Turns one [users] line (`name = pool_mode=... max_user_connections=...`) into a UserEntry.
 import { applyConnString, optionalTime, type EntryKey } from './entries.ts';
 import type { ConfigWarning, UserEntry } from './types.ts';
-import { parseEnum, parseInteger } from './values.ts';
+import { parseBool, parseEnum, parseInteger } from './values.ts';
 
 type Key = EntryKey<UserEntry>;
 
@@ -15,6 +15,7 @@ export const USER_KEYS: Readonly<Record<string, Key>> = {
   pool_size: { implemented: true, set: (u, v) => (u.poolSize = parseInteger(v)) },
   query_timeout: { implemented: false, set: (u, v) => (u.queryTimeout = optionalTime(v)) },
   query_wait_timeout: { implemented: false, set: (u, v) => (u.queryWaitTimeout = optionalTime(v)) },
+  read_routing: { implemented: true, set: (u, v) => (u.readRouting = parseBool(v)) },
   reserve_pool_size: { implemented: false, set: (u, v) => (u.reservePoolSize = parseInteger(v)) },
   transaction_timeout: { implemented: false, set: (u, v) => (u.transactionTimeout = optionalTime(v)) },
 };

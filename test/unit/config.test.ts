@@ -358,21 +358,25 @@ describe('[databases]', () => {
     expect(parse(ini('[pooler]', 'unix_socket_dir =', '[databases]', 'plain =')).databases.get('plain')?.host).toBe('127.0.0.1');
   });
 
-  it('stores replicas, defaulting their port to the entry port, and warns they are unused', () => {
-    const c = parse(ini('[databases]', 'db = host=primary replicas=r1:5440,[::1]:5441,r2,fe80::1 port=6000'));
+  it('stores replicas with weights, defaulting their port to the entry port', () => {
+    const c = parse(ini('[databases]', 'db = host=primary replicas=r1:5440*3,[::1]:5441,r2,fe80::1*0 port=6000 read_routing=off'));
     expect(c.databases.get('db')?.replicas).toEqual([
-      { host: 'r1', port: 5440 },
-      { host: '::1', port: 5441 },
-      { host: 'r2', port: 6000 },
-      { host: 'fe80::1', port: 6000 },
+      { host: 'r1', port: 5440, weight: 3 },
+      { host: '::1', port: 5441, weight: 1 },
+      { host: 'r2', port: 6000, weight: 1 },
+      { host: 'fe80::1', port: 6000, weight: 0 },
     ]);
-    expect(c.warnings).toEqual([
-      { file: 'test.ini', line: 2, key: 'replicas', message: 'database parameter not implemented yet; accepted and ignored (in "db")' },
-    ]);
+    expect(c.databases.get('db')?.readRouting).toBe(false);
+    expect(c.warnings).toEqual([]);
     expectError(ini('[databases]', 'db = replicas=r1:99999'), {
       line: 2,
       key: 'replicas',
       message: 'test.ini:2: replicas: must be at most 65535, got 99999 (in "db")',
+    });
+    expectError(ini('[databases]', 'db = replicas=r1:5433*x'), {
+      line: 2,
+      key: 'replicas',
+      message: 'test.ini:2: replicas: invalid integer "x" (in "db")',
     });
   });
 
@@ -485,6 +489,15 @@ describe('the settings table', () => {
         'log_level',
         'max_prepared_statements',
         'session_features',
+        'all_replicas_lagging',
+        'lag_check_interval',
+        'lag_check_timeout',
+        'max_replica_lag_bytes',
+        'max_replica_lag_ms',
+        'primary_wait_timeout',
+        'read_your_writes',
+        'replica_wait_timeout',
+        'write_functions',
       ].sort(),
     );
   });
