@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { loadConfig, ConfigError } from './config/index.ts';
 import { createLogger } from './log.ts';
+import { initClassifier } from './routing/classify.ts';
 import { Pooler } from './pooler.ts';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -81,10 +82,18 @@ function main(argv: string[]): void {
     process.exit(0);
   });
 
-  pooler.listen().catch((e: Error) => {
-    log.fatal({ err: e.message, addr: config.settings.listen_addr, port: config.settings.listen_port }, 'cannot listen');
-    process.exit(1);
-  });
+  // The statement classifier's WASM module loads before the first client can send a statement.
+  initClassifier().then(
+    () =>
+      pooler.listen().catch((e: Error) => {
+        log.fatal({ err: e.message, addr: config.settings.listen_addr, port: config.settings.listen_port }, 'cannot listen');
+        process.exit(1);
+      }),
+    (e: Error) => {
+      log.fatal({ err: e.message }, 'cannot load the statement classifier');
+      process.exit(1);
+    },
+  );
 }
 
 main(process.argv);

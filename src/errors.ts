@@ -27,6 +27,15 @@ export const ErrorCodes = {
   statementModeTransaction: { code: 'statement_mode_transaction', sqlstate: '25001', severity: 'FATAL' },
   replicationUnsupported: { code: 'replication_unsupported', sqlstate: '0A000', severity: 'FATAL' },
   sessionFeatureRejected: { code: 'session_feature_rejected', sqlstate: '0A000', severity: 'ERROR' },
+  /** read/write splitting: no primary is up (failover in progress) */
+  noPrimary: { code: 'no_primary', sqlstate: '08001', severity: 'ERROR' },
+  /** read/write splitting: no replica may serve the read and all_replicas_lagging = error */
+  noReplica: { code: 'no_replica', sqlstate: '08001', severity: 'ERROR' },
+  /** the node went down while a statement waited for one of its connections */
+  nodeDown: { code: 'node_down', sqlstate: '08006', severity: 'ERROR' },
+  /** the server died under a running statement; the client's session goes on */
+  statementLost: { code: 'statement_lost', sqlstate: '08006', severity: 'ERROR' },
+  invalidPoolerSetting: { code: 'invalid_pooler_setting', sqlstate: '22023', severity: 'ERROR' },
   shuttingDown: { code: 'shutting_down', sqlstate: '57P01', severity: 'FATAL' },
 } as const satisfies Record<string, PoolerErrorInfo>;
 

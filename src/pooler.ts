@@ -5,6 +5,11 @@ import { readFileSync } from 'node:fs';
 import { ClientConn, type ClientHost, type ResolvedPool } from './client/client.ts';
 import { PoolRegistry } from './pool/registry.ts';
 import type { Pool, PoolSettings } from './pool/pool.ts';
+import type { PoolGroup } from './pool/group.ts';
+import { ClassCache } from './routing/class-cache.ts';
+import { DatabaseTopology, topologySignature } from './topology/database.ts';
+import { TopologyMonitor } from './topology/monitor.ts';
+import type { NodeState } from './topology/node.ts';
 import type { ConnectTarget, ServerCredential } from './server/connect.ts';
 import type { ServerConn } from './server/server.ts';
 import { parseUserlist, type UserSecret } from './auth/userlist.ts';
@@ -24,9 +29,12 @@ export class Pooler implements ClientHost {
   readonly pools: PoolRegistry;
   private userlist = new Map<string, UserSecret>();
   private readonly cancelKeys = new Map<string, ClientConn>();
-  /** ClientKeys proved by SCRAM clients, per pool, for SCRAM pass-through logins to PostgreSQL */
-  private readonly clientKeys = new WeakMap<Pool, Buffer>();
-  private readonly poolDatabase = new WeakMap<Pool, { entry: DatabaseEntry; dbname: string }>();
+  /** ClientKeys proved by SCRAM clients, per (database, user), for SCRAM pass-through logins to PostgreSQL */
+  private readonly clientKeys = new WeakMap<PoolGroup, Buffer>();
+  private readonly groupDatabase = new WeakMap<PoolGroup, { entry: DatabaseEntry; dbname: string }>();
+  /** nodes of each database clients asked for (by the name they used), with their monitors */
+  readonly topologies = new Map<string, DatabaseTopology>();
+  readonly classCache = new ClassCache();
   private server: net.Server | null = null;
   private janitor: NodeJS.Timeout | null = null;
   private shuttingDown = false;
@@ -35,15 +43,20 @@ export class Pooler implements ClientHost {
     this.config = config;
     this.log = log;
     this.userlist = readUserlist(config);
+    this.classCache.setWriteFunctions(config.settings.write_functions);
     this.pools = new PoolRegistry({
       log,
       settingsFor: (p) => this.poolSettings(p),
-      targetFor: (p) => this.connectTarget(p),
+      targetFor: (p) => this.connectTarget(p.group, p.node, p.settings.connectTimeoutMs),
       dbMaxConnections: (db) => this.findDatabase(db)?.maxDbConnections ?? this.config.settings.max_db_connections,
       userMaxConnections: (u) => this.config.users.get(u)?.maxUserConnections ?? this.config.settings.max_user_connections,
       serverOpened: (s, p) => {
         this.servers.add(s);
         this.log.info({ server: s.id, db: p.database, user: p.user, backendPid: s.backendPid, addr: `${s.host}:${s.port}` }, 'new server connection');
+        this.startMonitor(p);
+      },
+      connectFailed: (p, err) => {
+        if (err.code === ErrorCodes.serverConnectFailed.code) this.topologies.get(p.database)?.monitor?.reportFailure(p.node, err.message);
       },
       serverClosed: (s, p, reason) => {
         this.servers.delete(s);
@@ -103,14 +116,67 @@ export class Pooler implements ClientHost {
     const entry = this.findDatabase(database);
     if (!entry) return new PoolerError(ErrorCodes.unknownDatabase, `no such database: ${database}`);
     const serverUser = entry.user ?? user;
-    const pool = this.pools.get(database, serverUser);
-    this.poolDatabase.set(pool, { entry, dbname: entry.dbname ?? database });
-    const mode = this.config.users.get(user)?.poolMode ?? entry.poolMode ?? this.config.settings.pool_mode;
-    return { pool, mode };
+    const group = this.pools.group(database, serverUser);
+    this.groupDatabase.set(group, { entry, dbname: entry.dbname ?? database });
+    const userEntry = this.config.users.get(user);
+    const mode = userEntry?.poolMode ?? entry.poolMode ?? this.config.settings.pool_mode;
+    const readRouting = (entry.readRouting ?? true) && (userEntry?.readRouting ?? true);
+    return { group, mode, topology: this.topologyFor(database, entry), readRouting };
   }
 
-  rememberClientKey(pool: Pool, clientKey: Buffer): void {
-    this.clientKeys.set(pool, clientKey);
+  poolFor(group: PoolGroup, node: NodeState): Pool {
+    return this.pools.pool(group, node);
+  }
+
+  rememberClientKey(group: PoolGroup, clientKey: Buffer): void {
+    this.clientKeys.set(group, clientKey);
+  }
+
+  // ---- topology ----------------------------------------------------------------------------------------
+
+  private topologyFor(database: string, entry: DatabaseEntry): DatabaseTopology {
+    let topo = this.topologies.get(database);
+    if (topo === undefined) {
+      topo = new DatabaseTopology(database, entry);
+      this.topologies.set(database, topo);
+    }
+    return topo;
+  }
+
+  /**
+   * Start checking a database's nodes once one of its servers has logged in: the monitor logs in the same
+   * way, so its credentials are known to work (with SCRAM pass-through they exist only after a client login).
+   */
+  private startMonitor(pool: Pool): void {
+    const topo = this.topologies.get(pool.database);
+    if (topo === undefined || !topo.hasReplicas || topo.monitor !== null || this.shuttingDown) return;
+    const group = pool.group;
+    const monitor = new TopologyMonitor({
+      database: pool.database,
+      nodes: topo.nodes,
+      target: (node) => ({ ...this.connectTarget(group, node), startupParams: { application_name: 'pooler monitor' } }),
+      settings: () => ({ intervalMs: this.config.settings.lag_check_interval, timeoutMs: this.config.settings.lag_check_timeout }),
+      log: this.log,
+    });
+    topo.attach(monitor, (node, reason) => this.nodeDown(topo, node, reason));
+  }
+
+  /**
+   * A node failed a check or a connect: clients waiting for its servers go elsewhere, idle servers close, and
+   * on a replica so do servers stuck longer than a check may take (a hung node never answers them; their
+   * clients get their read retried or an error, and keep their session).
+   */
+  private nodeDown(topo: DatabaseTopology, node: NodeState, reason: string): void {
+    const err = new PoolerError(ErrorCodes.nodeDown, `server ${node.id} is down: ${reason}`);
+    const s = this.config.settings;
+    const stuckMs = s.lag_check_timeout > 0 ? s.lag_check_timeout : s.lag_check_interval;
+    const now = Date.now();
+    for (const pool of this.pools.pools.values()) {
+      if (pool.node !== node || pool.database !== topo.name) continue;
+      pool.nodeDown(err);
+      if (node.role !== 'replica') continue;
+      for (const server of [...pool.active]) if (now - server.lastUsedAt > stuckMs) server.close(err.message);
+    }
   }
 
   registerCancelKey(client: ClientConn): void {
@@ -133,7 +199,7 @@ export class Pooler implements ClientHost {
 
   private poolSettings(pool: Pool): PoolSettings {
     const s = this.config.settings;
-    const db = this.poolDatabase.get(pool)?.entry;
+    const db = this.groupDatabase.get(pool.group)?.entry;
     const u = this.config.users.get(pool.user);
     return {
       mode: u?.poolMode ?? db?.poolMode ?? s.pool_mode,
@@ -152,28 +218,28 @@ export class Pooler implements ClientHost {
     };
   }
 
-  private connectTarget(pool: Pool): ConnectTarget {
-    const where = this.poolDatabase.get(pool);
-    if (!where) throw new Error(`pool ${pool.database}/${pool.user} has no database entry`);
+  private connectTarget(group: PoolGroup, node: NodeState, connectTimeoutMs = 15000): ConnectTarget {
+    const where = this.groupDatabase.get(group);
+    if (!where) throw new Error(`pool ${group.database}/${group.user} has no database entry`);
     const { entry, dbname } = where;
     return {
-      host: entry.host,
-      port: entry.port,
-      user: pool.user,
+      host: node.host,
+      port: node.port,
+      user: group.user,
       database: dbname,
       startupParams: entry.startupParams,
-      credential: this.credentialFor(entry, pool),
-      connectTimeoutMs: pool.settings.connectTimeoutMs,
+      credential: this.credentialFor(entry, group),
+      connectTimeoutMs,
     };
   }
 
-  private credentialFor(entry: DatabaseEntry, pool: Pool): ServerCredential {
+  private credentialFor(entry: DatabaseEntry, group: PoolGroup): ServerCredential {
     if (entry.password !== undefined) return { kind: 'password', password: entry.password };
-    const secret = this.userlist.get(pool.user);
+    const secret = this.userlist.get(group.user);
     if (!secret) return { kind: 'none' };
     if (secret.kind === 'plain') return { kind: 'password', password: secret.password };
     if (secret.kind === 'md5') return { kind: 'md5', hash: secret.hash };
-    return { kind: 'scram-keys', clientKey: this.clientKeys.get(pool) ?? null, serverKey: secret.serverKey };
+    return { kind: 'scram-keys', clientKey: this.clientKeys.get(group) ?? null, serverKey: secret.serverKey };
   }
 
   // ---- timers ------------------------------------------------------------------------------------------
@@ -209,11 +275,28 @@ export class Pooler implements ClientHost {
     const userlist = readUserlist(next);
     this.config = next;
     this.userlist = userlist;
+    this.classCache.setWriteFunctions(next.settings.write_functions);
     this.pools.refreshLimits();
+    for (const [name, topo] of this.topologies) {
+      const entry = this.findDatabase(name);
+      if (entry && topologySignature(entry) === topo.signature) {
+        topo.updateWeights(entry);
+        continue;
+      }
+      // The nodes changed: new clients' batches go to the new ones; the old nodes' pools drain and close.
+      topo.stop();
+      this.topologies.delete(name);
+      if (entry) this.topologyFor(name, entry);
+    }
+    for (const group of this.pools.groups.values()) {
+      const entry = this.findDatabase(group.database);
+      if (entry) this.groupDatabase.set(group, { entry, dbname: entry.dbname ?? group.database });
+    }
     for (const pool of this.pools.pools.values()) {
       const entry = this.findDatabase(pool.database);
+      const topo = this.topologies.get(pool.database);
       if (!entry) pool.closeAll('database removed from config');
-      else this.poolDatabase.set(pool, { entry, dbname: entry.dbname ?? pool.database });
+      else if (topo === undefined || topo.node(pool.node.id) !== pool.node) pool.closeAll('database servers changed in config');
       pool.refreshSettings();
     }
   }
@@ -222,6 +305,7 @@ export class Pooler implements ClientHost {
   async shutdown(reason: string, timeoutMs: number): Promise<void> {
     this.shuttingDown = true;
     if (this.janitor) clearInterval(this.janitor);
+    for (const t of this.topologies.values()) t.stop();
     // Not awaited: close() calls back only once every accepted connection is gone, which is what we wait for below.
     this.server?.close();
     const deadline = Date.now() + timeoutMs;
@@ -237,6 +321,7 @@ export class Pooler implements ClientHost {
   closeNow(reason: string): void {
     this.shuttingDown = true;
     if (this.janitor) clearInterval(this.janitor);
+    for (const t of this.topologies.values()) t.stop();
     this.server?.close();
     for (const c of this.clients) c.fail(new PoolerError(ErrorCodes.shuttingDown, reason));
     for (const p of this.pools.pools.values()) p.closeAll(reason);

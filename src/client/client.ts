@@ -3,7 +3,7 @@
 
 import type net from 'node:net';
 import { randomInt } from 'node:crypto';
-import { Frontend, TxStatus } from '../protocol/codes.ts';
+import { Backend, Frontend, TxStatus } from '../protocol/codes.ts';
 import { MessageScanner, typeSet, typeName, type ScanSink } from '../protocol/scanner.ts';
 import * as build from '../protocol/build.ts';
 import { ErrorCodes, PoolerError } from '../errors.ts';
@@ -21,12 +21,22 @@ import { Expect, Replies, type ReplyHooks } from './replies.ts';
 import { ClientStatements, type StatementOp } from './prepared.ts';
 import { sessionEffects, type SessionEffects } from '../sql/session.ts';
 import { SessionSettings } from './session-settings.ts';
+import { ClientRouting, UNKNOWN_LSN, type StatementRoute } from './routing.ts';
+import type { PoolGroup } from '../pool/group.ts';
+import type { DatabaseTopology } from '../topology/database.ts';
+import type { NodeState } from '../topology/node.ts';
+import type { ClassCache } from '../routing/class-cache.ts';
+import { poolerCommand, type PoolerCommand } from '../routing/hints.ts';
+import { formatLsn, parseLsn } from '../topology/lsn.ts';
 
 export type ClientState = 'login' | 'idle' | 'waiting' | 'active' | 'closed';
 
 export interface ResolvedPool {
-  pool: Pool;
+  group: PoolGroup;
   mode: PoolMode;
+  topology: DatabaseTopology;
+  /** [databases] / [users] read_routing */
+  readRouting: boolean;
 }
 
 /** What a client needs from the pooler that owns it. */
@@ -35,8 +45,12 @@ export interface ClientHost {
   settings(): Settings;
   secretFor(user: string): UserSecret | undefined;
   resolvePool(database: string, user: string): ResolvedPool | PoolerError;
+  /** the group's pool for one node */
+  poolFor(group: PoolGroup, node: NodeState): Pool;
+  /** statement classes for read/write splitting, shared by all clients */
+  readonly classCache: ClassCache;
   /** a client proved a SCRAM secret: its ClientKey lets pooler log in to PostgreSQL as that user */
-  rememberClientKey(pool: Pool, clientKey: Buffer): void;
+  rememberClientKey(group: PoolGroup, clientKey: Buffer): void;
   registerCancelKey(client: ClientConn): void;
   cancel(pid: number, key: number): void;
   clientClosed(client: ClientConn, reason: string): void;
@@ -72,7 +86,13 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
   /** pooler's own BackendKeyData for this client */
   readonly cancelPid = randomInt(1, 0x7fffffff);
   readonly cancelKey = randomInt(0, 0x7fffffff);
+  /** the pools of this client's (database, user) */
+  group: PoolGroup | null = null;
+  /** the pool of the node this client's server comes from (the one held or asked for) */
   pool: Pool | null = null;
+  topology: DatabaseTopology | null = null;
+  /** read/write splitting, in transaction and statement pooling of a database with replicas */
+  routing: ClientRouting | null = null;
   mode: PoolMode = 'transaction';
   server: ServerConn | null = null;
   /** session settings: what the client asked for, applied to each server it gets */
@@ -103,6 +123,18 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
   private pausedForServer = false;
   private pausedForDrain = false;
   private loginTimer: NodeJS.Timeout | null = null;
+  /** the held server is a replica and what was sent since needs another node: it waits in the queue */
+  private rerouting = false;
+  /** ReadyForQuery messages the held server still owes from before rerouting began */
+  private heldOwed = 0;
+  /** waiting for the topology to change: a replica to catch up, or a primary to appear */
+  private routeWait: { unsubscribe: () => void; timer: NodeJS.Timeout | null; expired: boolean } | null = null;
+  /** tries to get a server for the current batch (a node going down sends it elsewhere) */
+  private acquireTries = 0;
+  /** a replica to stay away from for this batch (its server just died under it) */
+  private avoidNode: NodeState | null = null;
+  /** read_your_writes = user: the ReadyForQuery that ends a write waits until its commit position is known */
+  private deferredReady: Buffer | null = null;
 
   constructor(socket: net.Socket, host: ClientHost) {
     this.socket = socket;
@@ -240,12 +272,16 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
     }
     this.auth = null;
     const r = this.resolved!;
-    if (step.clientKey) this.host.rememberClientKey(r.pool, step.clientKey);
+    if (step.clientKey) this.host.rememberClientKey(r.group, step.clientKey);
     if (step.finalBytes) this.socket.write(step.finalBytes);
-    this.pool = r.pool;
+    this.group = r.group;
+    this.topology = r.topology;
     this.mode = r.mode;
+    if (r.mode !== 'session' && r.topology.hasReplicas) {
+      this.routing = new ClientRouting(r.topology, this.host.classCache, r.group, r.readRouting);
+    }
     this.pendingLogin = true;
-    if (r.pool.serverParams) this.finishLogin();
+    if (r.group.serverParams) this.finishLogin();
     else {
       // Like PgBouncer, learn the server's parameters (and that we can log in) before the client is told "ok".
       this.state = 'login';
@@ -262,7 +298,7 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
     this.updateReading();
     const out: Buffer[] = [build.authOk];
     const sent = new Set<string>();
-    for (const [k, v] of this.pool!.serverParams!) {
+    for (const [k, v] of this.group!.serverParams!) {
       const mine = this.session.values.get(k.toLowerCase());
       out.push(build.parameterStatus(k, mine ?? v));
       sent.add(k.toLowerCase());
@@ -280,7 +316,7 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
       this.statements = new ClientStatements(
         this.replies,
         () => this.host.settings().max_prepared_statements || maxPrepared,
-        this.pool!.knownStatements,
+        this.group!.knownStatements,
         () => (this.session.dirty = true),
       );
     }
@@ -309,10 +345,18 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
     }
     const local = this.localBatch;
     this.localBatch = false;
+    const r = this.routing;
     switch (type) {
-      case Frontend.Query:
-        return this.onQuery(msg);
+      case Frontend.Query: {
+        if (r === null) return this.onQuery(msg);
+        const sql = msg.toString('utf8', 5, msg.length - 1);
+        const cmd = poolerCommand(sql);
+        if (cmd !== null) return this.runPoolerCommand(cmd, r);
+        this.noteStatement(r, r.classify(sql), this.unsynced);
+        return this.onQuery(msg, sql);
+      }
       case Frontend.FunctionCall:
+        if (r !== null) this.noteStatement(r, FUNCTION_CALL, this.unsynced);
         this.replies.push(Expect.Query);
         return true;
       case Frontend.Sync:
@@ -330,9 +374,11 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
         this.scanner!.stop();
         return false;
       case Frontend.Parse:
+        if (r !== null) this.routeParse(r, msg, this.unsynced);
         this.unsynced = true;
         return this.onParse(msg);
       case Frontend.Bind:
+        if (r !== null) this.noteStatement(r, r.bound(cstring(msg, msg.indexOf(0, 5) + 1)), this.unsynced);
         this.unsynced = true;
         if (this.statements) return this.statements.bind(msg);
         this.replies.push(Expect.Bind);
@@ -347,6 +393,7 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
         this.replies.push(Expect.Execute);
         return true;
       case Frontend.Close:
+        if (r !== null && msg[5] === 0x53 /* S */) r.closed(cstring(msg, 6));
         this.unsynced = true;
         if (this.statements) return this.statements.close(msg);
         this.replies.push(Expect.Close);
@@ -357,14 +404,14 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
   }
 
   /** A simple Query: in transaction and statement pooling, look for what outlives the transaction. */
-  private onQuery(msg: Buffer): boolean | Outgoing {
+  private onQuery(msg: Buffer, text?: string): boolean | Outgoing {
     if (this.mode === 'session') {
       this.replies.push(Expect.Query);
       return true;
     }
     // A Query is a batch of its own (for the statements' in-flight bookkeeping).
     this.statements?.synced();
-    const sql = msg.toString('utf8', 5, msg.length - 1);
+    const sql = text ?? msg.toString('utf8', 5, msg.length - 1);
     const fx = sessionEffects(sql);
     if (fx === null) {
       this.replies.push(Expect.Query);
@@ -386,6 +433,84 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
     }
     this.replies.push(Expect.Query);
     return true;
+  }
+
+  // ---- read/write splitting ----------------------------------------------------------------------------
+
+  /** A Parse: its class is kept with the statement, for the Binds that run it. */
+  private routeParse(r: ClientRouting, msg: Buffer, unsynced: boolean): void {
+    const nameEnd = msg.indexOf(0, 5);
+    const qEnd = nameEnd < 0 ? -1 : msg.indexOf(0, nameEnd + 1);
+    if (qEnd < 0) return; // malformed: the server will say so
+    const sr = r.classify(msg.toString('utf8', nameEnd + 1, qEnd));
+    r.parsed(nameEnd === 5 ? '' : msg.toString('utf8', 5, nameEnd), sr);
+    this.noteStatement(r, sr, unsynced);
+  }
+
+  /**
+   * A statement on its way: it joins what waits for a server, or goes to the server held, unless that is a
+   * replica it cannot run on; then it and what follows wait until the replica has answered what it was sent,
+   * and go to the node they need. Only at a batch boundary: inside an extended-protocol batch or a
+   * transaction, the server cannot change (a write there fails on the replica with 25006, as it would in a
+   * READ ONLY transaction).
+   */
+  private noteStatement(r: ClientRouting, sr: StatementRoute, unsynced: boolean): void {
+    const server = this.server;
+    if (server === null || this.rerouting) {
+      r.addToBatch(sr);
+      return;
+    }
+    if (!unsynced && !r.txSeen && !this.holding && this.pinned === null && server.txStatus === TxStatus.Idle && r.needsOtherNode(sr)) {
+      this.rerouting = true;
+      this.heldOwed = this.replies.readyOwed;
+      r.resetBatch();
+      r.addToBatch(sr);
+      return;
+    }
+    r.retryMsg = null; // more than one request in flight: no retry
+    if (sr.c.cls === 'transaction') r.txSeen = true;
+    if (sr.c.cls === 'write') r.wrote = true;
+  }
+
+  /** SET / SHOW of pooler's own settings: answered by pooler, or by a stand-in query when a server is in the way. */
+  private runPoolerCommand(cmd: PoolerCommand, r: ClientRouting): boolean | Outgoing {
+    const local = this.server === null && this.queue.length === 0 && !this.unsynced;
+    const name = `pooler.${cmd.name}`;
+    let value: string | null = null;
+    let error: { sqlstate: string; message: string } | null = null;
+    if (cmd.kind === 'set') {
+      error = cmd.local ? null : applyPoolerSetting(r, cmd.name, cmd.value);
+    } else if (cmd.name === 'route') {
+      value = r.sessionRoute;
+    } else if (cmd.name === 'min_lsn') {
+      value = formatLsn(r.minLsn);
+    } else if (cmd.name === 'last_write_lsn') {
+      value = formatLsn(this.host.settings().read_your_writes === 'user' ? r.group.lastWriteLsn : r.lastWriteLsn);
+    } else {
+      error = { sqlstate: '42704', message: `unrecognized configuration parameter "${name}"` };
+    }
+    if (error !== null) {
+      if (local) {
+        this.replies.push(Expect.Answered, { answer: Buffer.concat([build.errorResponse('ERROR', error.sqlstate, error.message), build.readyForQuery.I]) });
+        return false;
+      }
+      this.replies.push(Expect.Query);
+      return build.query(build.raiseSql(error.sqlstate, error.message));
+    }
+    if (local) {
+      const answer =
+        value === null
+          ? [build.commandComplete('SET'), build.readyForQuery.I]
+          : [build.rowDescriptionText([name]), build.dataRowText([value]), build.commandComplete('SHOW'), build.readyForQuery.I];
+      this.replies.push(Expect.Answered, { answer: Buffer.concat(answer) });
+      return false;
+    }
+    if (value === null) {
+      this.replies.push(Expect.Query, { completeAs: build.commandComplete('SET') });
+      return build.query(build.noOpSql);
+    }
+    this.replies.push(Expect.Query);
+    return build.query(`SELECT '${value}'::text AS "${name}"`);
   }
 
   /** Parse: the statement text is checked like a Query's; named statements are tracked. */
@@ -428,7 +553,7 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
     if (this.pinned !== null) return;
     this.pinned = feature;
     if (this.server) this.server.needsDiscard = true;
-    if (this.pool) this.pool.stats.pinnedClients++;
+    if (this.group) this.group.pinnedClients++;
     this.host.log.info({ client: this.id, db: this.database, user: this.user, feature }, 'client pinned to its server');
   }
 
@@ -444,7 +569,7 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
       this.barrier = false;
       // Not from inside the server's reply: the queue goes out once that chunk is through.
       queueMicrotask(() => {
-        if (this.server && this.state === 'active' && !this.holding && !this.barrier && this.queue.length > 0) this.flushQueue();
+        if (this.server && this.state === 'active' && !this.holding && !this.barrier && !this.rerouting && this.queue.length > 0) this.flushQueue();
       });
     };
     this.replies.push(Expect.Query, {
@@ -468,7 +593,7 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
 
   forward(bytes: Buffer): void {
     const server = this.server;
-    if (server && this.state === 'active' && this.queue.length === 0 && !this.holding && !this.barrier) {
+    if (server && this.state === 'active' && this.queue.length === 0 && !this.holding && !this.barrier && !this.rerouting) {
       if (!server.write(bytes)) this.pauseForDrain(server);
       return;
     }
@@ -484,7 +609,7 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
       return;
     }
     const server = this.server;
-    if (server && this.state === 'active' && this.queue.length === 0 && !this.holding && !this.barrier) {
+    if (server && this.state === 'active' && this.queue.length === 0 && !this.holding && !this.barrier && !this.rerouting) {
       const out: Buffer[] = [];
       r.run(server, out);
       if (out.length > 0 && !server.write(out.length === 1 ? out[0]! : Buffer.concat(out))) this.pauseForDrain(server);
@@ -505,18 +630,197 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
     grant: (server) => this.onServerGranted(server),
     fail: (err) => {
       this.waitHandle = null;
+      if (this.routing !== null && !this.pendingLogin && this.state !== 'closed' && rerouteOn.has(err.code)) {
+        // The node is down (a connect failed, or the monitor banned it): another one may serve the batch.
+        if (++this.acquireTries < 3) this.requestServer();
+        else this.failBatch(err);
+        return;
+      }
       this.fail(err);
     },
   };
 
   private requestServer(): void {
     if (this.state === 'idle') this.state = 'waiting';
-    this.waitHandle = this.pool!.acquire(this.waiter) as QueueEntry<unknown> | null;
+    const pool = this.choosePool();
+    if (pool === null) {
+      this.pauseForServer();
+      return;
+    }
+    this.pool = pool;
+    this.waitHandle = pool.acquire(this.waiter) as QueueEntry<unknown> | null;
     // Most acquires are answered at once; pausing reads (a readStop/readStart pair) is only worth it when queued.
-    if (this.waitHandle !== null && !this.pausedForServer) {
-      this.pausedForServer = true;
+    if (this.waitHandle !== null) this.pauseForServer();
+  }
+
+  private pauseForServer(): void {
+    if (this.pausedForServer) return;
+    this.pausedForServer = true;
+    this.updateReading();
+  }
+
+  /**
+   * The pool of the node what is queued should run on; null when it must wait for the topology to change
+   * (requestServer is called again then) or has been answered with an error.
+   */
+  private choosePool(): Pool | null {
+    const topo = this.topology!;
+    const r = this.routing;
+    if (r === null || this.pendingLogin) return this.host.poolFor(this.group!, topo.primary ?? topo.nodes[0]!);
+    const s = this.host.settings();
+    const expired = this.routeWait?.expired === true;
+    const route = r.decide(s, this.defaultReadOnly(), this.pinned !== null, expired ? 'primary' : s.all_replicas_lagging, this.avoidNode);
+    let node: NodeState | undefined;
+    switch (route.kind) {
+      case 'primary':
+        node = topo.primary ?? undefined;
+        break;
+      case 'replica':
+        node = topo.node(route.id);
+        break;
+      case 'wait':
+        this.waitForTopology(s.replica_wait_timeout);
+        return null;
+      case 'error':
+        if (topo.primary === null) {
+          if (!expired && s.primary_wait_timeout > 0) {
+            this.waitForTopology(s.primary_wait_timeout);
+            return null;
+          }
+          this.failBatch(new PoolerError(ErrorCodes.noPrimary, `no primary server is available for database "${this.database}" (${route.reason})`));
+          return null;
+        }
+        this.failBatch(new PoolerError(ErrorCodes.noReplica, `no replica may serve this read (${route.reason})`));
+        return null;
+    }
+    if (node === undefined) {
+      this.failBatch(new PoolerError(ErrorCodes.noPrimary, `no server is available for database "${this.database}" (${route.reason})`));
+      return null;
+    }
+    this.clearRouteWait();
+    if (this.host.log.isLevelEnabled('debug')) this.host.log.debug({ client: this.id, node: node.id, reason: route.reason }, 'route');
+    return this.host.poolFor(this.group!, node);
+  }
+
+  /** default_transaction_read_only of this session: a plain BEGIN then starts a READ ONLY transaction. */
+  private defaultReadOnly(): boolean {
+    const v = this.session.values.get('default_transaction_read_only');
+    return v !== undefined && /^(on|true|yes|1)$/i.test(v);
+  }
+
+  /** Ask again on every topology change until one routes the batch, or until `timeoutMs`; then once more. */
+  private waitForTopology(timeoutMs: number): void {
+    if (this.routeWait !== null) return;
+    const retry = (): void => {
+      if (this.state === 'waiting' && this.server === null && this.waitHandle === null) this.requestServer();
+    };
+    const w: { unsubscribe: () => void; timer: NodeJS.Timeout | null; expired: boolean } = {
+      unsubscribe: this.topology!.onChange(retry),
+      timer: null,
+      expired: false,
+    };
+    w.timer = setTimeout(() => {
+      w.timer = null;
+      w.expired = true;
+      retry();
+    }, timeoutMs);
+    this.routeWait = w;
+  }
+
+  private clearRouteWait(): void {
+    const w = this.routeWait;
+    if (w === null) return;
+    this.routeWait = null;
+    w.unsubscribe();
+    if (w.timer !== null) clearTimeout(w.timer);
+  }
+
+  /** What waited for a server cannot run: it fails as if a server had refused it, and the session goes on. */
+  private failBatch(err: PoolerError): void {
+    this.clearRouteWait();
+    this.acquireTries = 0;
+    this.avoidNode = null;
+    this.routing?.resetBatch();
+    this.host.log.info({ client: this.id, db: this.database, user: this.user, sqlstate: err.sqlstate, code: err.code }, `statement failed: ${err.message}`);
+    this.failOwed(err);
+    this.state = 'idle';
+    if (this.pausedForServer) {
+      this.pausedForServer = false;
       this.updateReading();
     }
+  }
+
+  /**
+   * Answer everything the client is owed with the error, as a server would have: each Query and each
+   * extended-protocol batch gets it once, followed by ReadyForQuery. What is queued is dropped.
+   */
+  private failOwed(err: PoolerError): void {
+    this.queue.length = 0;
+    this.wantServer = false;
+    this.rerouting = false;
+    this.holding = false;
+    this.barrier = false;
+    const error = build.errorResponse('ERROR', err.sqlstate, err.message);
+    const out: Buffer[] = [];
+    const feed = (type: number, msg: Buffer): void => {
+      const r = this.replies.onServerMessage(type, msg);
+      if (r === true) out.push(msg);
+      else if (r !== false) out.push(r);
+    };
+    while (this.replies.length > 0) {
+      feed(Backend.ErrorResponse, error);
+      // An extended-protocol batch without its Sync yet: PostgreSQL would now skip to that Sync.
+      if (this.replies.length > 0) feed(Backend.ReadyForQuery, build.readyForQuery.I);
+    }
+    if (out.length > 0 && !this.socket.destroyed) this.socket.write(Buffer.concat(out));
+  }
+
+  /** Give the server back: the client is between transactions. */
+  private releaseServer(server: ServerConn): void {
+    this.server = null;
+    this.state = 'idle';
+    this.routing?.released();
+    if (this.routing !== null) this.routing.retried = false;
+    this.pool!.release(server);
+  }
+
+  /**
+   * Read the commit position of the write this client just made before the server goes back, so its next
+   * reads go only where that write has been replayed. pg_current_wal_insert_lsn() is at or past the commit
+   * record even with synchronous_commit = off, where the flushed position may not be yet.
+   */
+  private captureLsn(server: ServerConn): void {
+    const r = this.routing!;
+    this.holding = true;
+    server.queryRows('SELECT pg_current_wal_insert_lsn()').then(
+      (rows) => {
+        this.holding = false;
+        let lsn = UNKNOWN_LSN;
+        try {
+          lsn = parseLsn(rows[0]?.[0] ?? '');
+        } catch {
+          // keep UNKNOWN_LSN: reads go to the primary until the next write's position is known
+        }
+        r.noteWrite(lsn);
+        this.sendDeferredReady();
+        if (this.server !== server) return;
+        if (this.queue.length > 0) this.flushQueue();
+        else this.serverReady(server);
+      },
+      (e: PoolerError) => {
+        this.holding = false;
+        r.noteWrite(UNKNOWN_LSN);
+        this.sendDeferredReady();
+        if (this.server === server) this.serverLost(server, e);
+      },
+    );
+  }
+
+  private sendDeferredReady(): void {
+    const ready = this.deferredReady;
+    if (ready === null) return;
+    this.deferredReady = null;
+    if (!this.socket.destroyed) this.socket.write(ready);
   }
 
   private onServerGranted(server: ServerConn): void {
@@ -535,6 +839,14 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
     server.peer = this;
     this.state = 'active';
     if (this.pinned !== null) server.needsDiscard = true;
+    const r = this.routing;
+    if (r !== null) {
+      this.acquireTries = 0;
+      this.avoidNode = null;
+      this.clearRouteWait();
+      const only = this.queue.length === 1 ? this.queue[0]! : null;
+      r.granted(this.pool!.node, Buffer.isBuffer(only) && only[0] === Frontend.Query ? only : null);
+    }
     this.syncThenFlush(server);
   }
 
@@ -590,6 +902,7 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
   /** Server bytes for this client, with backpressure: a slow reader pauses the server. */
   deliver(bytes: Buffer, from: ServerConn): void {
     if (this.socket.destroyed) return;
+    if (this.routing !== null) this.routing.delivered = true;
     // The bytes are a view of a pooled read buffer: hold it until the write is done.
     if (!this.socket.write(bytes, holdCurrent())) from.socket.pause();
   }
@@ -619,23 +932,56 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
   }
 
   reply(type: number, msg: Buffer): boolean | Buffer {
-    return this.replies.onServerMessage(type, msg);
+    if (this.routing === null) return this.replies.onServerMessage(type, msg);
+    const owed = this.replies.readyOwed;
+    const out = this.replies.onServerMessage(type, msg);
+    if (this.rerouting) this.heldOwed -= owed - this.replies.readyOwed;
+    else if (type === Backend.ReadyForQuery && out !== false && this.replies.length === 0 && this.deferReady(msg)) {
+      // read_your_writes = user: the client learns of its commit only once the position is known, so no other
+      // connection of the application can be told of the write and read before it
+      this.deferredReady = Buffer.from(out === true ? msg : out);
+      return false;
+    }
+    return out;
+  }
+
+  private deferReady(msg: Buffer): boolean {
+    const r = this.routing!;
+    return r.wrote && msg[5] === TxStatus.Idle && r.node?.role === 'primary' && this.host.settings().read_your_writes === 'user';
   }
 
   serverReady(server: ServerConn): void {
     this.lastActivity = Date.now();
+    if (this.rerouting && this.server === server) {
+      if (this.heldOwed > 0 || this.holding) return;
+      this.rerouting = false;
+      if (server.txStatus !== TxStatus.Idle) {
+        this.flushQueue(); // a transaction began after all: what waits must run in it
+        return;
+      }
+      // The replica answered all it was sent; what waits needs another node.
+      this.releaseServer(server);
+      this.requestServer();
+      return;
+    }
     if (this.server !== server || this.replies.length > 0 || this.unsynced || this.queue.length > 0 || this.holding) return;
     if (this.scanner && !this.scanner.atBoundary) return;
     if (this.mode === 'session') return;
     if (server.txStatus === TxStatus.Idle) {
+      const r = this.routing;
+      if (r !== null && r.wrote) {
+        r.wrote = false;
+        if (r.node?.role === 'primary' && this.host.settings().read_your_writes !== 'off') {
+          this.captureLsn(server);
+          return;
+        }
+      }
       if (this.pinned !== null) return; // keeps its server, but statement mode still refuses transaction blocks
       if (this.session.dirty) {
         this.captureSettings(server);
         return;
       }
-      this.server = null;
-      this.state = 'idle';
-      this.pool!.release(server);
+      this.releaseServer(server);
       return;
     }
     if (this.mode === 'statement') {
@@ -670,7 +1016,30 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
   serverLost(server: ServerConn, err: PoolerError): void {
     if (this.server !== server) return;
     this.server = null;
-    this.fail(err);
+    const r = this.routing;
+    // Inside a transaction the client must learn that it is gone; so must a session holding session state.
+    if (r === null || r.txSeen || server.txStatus !== TxStatus.Idle || this.pinned !== null || this.state === 'closed') {
+      this.fail(err);
+      return;
+    }
+    const node = r.node;
+    const retry = r.retryMsg !== null && !r.delivered && !r.retried && this.replies.length === 1 && !this.rerouting ? r.retryMsg : null;
+    r.released();
+    this.state = 'idle';
+    if (retry !== null) {
+      // A read that no byte of an answer came from yet: run it once more, elsewhere.
+      r.retried = true;
+      this.avoidNode = node;
+      this.queue.unshift(retry);
+      r.addToBatch(READ);
+      this.host.log.info({ client: this.id, node: node?.id, reason: err.message }, 'retrying a read on another node');
+      this.requestServer();
+      return;
+    }
+    r.retried = false;
+    const lost = new PoolerError(ErrorCodes.statementLost, `${err.message}; the statement may or may not have run`);
+    this.host.log.warn({ client: this.id, node: node?.id, db: this.database, user: this.user }, `statement failed: ${lost.message}`);
+    this.failOwed(lost);
   }
 
   // ---- the end -----------------------------------------------------------------------------------------
@@ -688,7 +1057,8 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
     if (this.state === 'closed') return;
     const wasLoggedIn = this.scanner !== null;
     this.state = 'closed';
-    if (this.pinned !== null && this.pool) this.pool.stats.pinnedClients--;
+    this.clearRouteWait();
+    if (this.pinned !== null && this.group) this.group.pinnedClients--;
     this.scanner?.stop();
     if (this.loginTimer) clearTimeout(this.loginTimer);
     if (this.waitHandle) {
@@ -716,6 +1086,7 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
     const server = this.server;
     if (!server) return;
     this.server = null;
+    this.routing?.released();
     server.peer = null;
     server.socket.resume();
     const clean =
@@ -739,6 +1110,43 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
     if (!s || this.replies.length === 0) return false;
     sendCancel(s.host, s.port, s.backendPid, s.backendKey);
     return true;
+  }
+}
+
+/** FunctionCall runs a function by OID: pooler cannot tell what it does, so the primary. */
+const READ: StatementRoute = { c: { cls: 'read' }, hint: null };
+/** Pool errors after which the batch may go to another node. */
+const rerouteOn = new Set<string>([ErrorCodes.serverConnectFailed.code, ErrorCodes.nodeDown.code]);
+const FUNCTION_CALL: StatementRoute = { c: { cls: 'write', reason: 'FunctionCall' }, hint: null };
+
+/** The NUL-terminated string at `start`. */
+function cstring(msg: Buffer, start: number): string {
+  const end = msg.indexOf(0, start);
+  return end < 0 ? '' : msg.toString('utf8', start, end);
+}
+
+/** Applies SET/RESET pooler.<name>; returns the error to report, or null. */
+function applyPoolerSetting(r: ClientRouting, name: string, value: string | null): { sqlstate: string; message: string } | null {
+  switch (name) {
+    case 'route': {
+      const v = (value ?? 'auto').toLowerCase();
+      if (v !== 'primary' && v !== 'replica' && v !== 'auto') {
+        return { sqlstate: '22023', message: `invalid value for parameter "pooler.route": "${value}" (allowed: primary, replica, auto)` };
+      }
+      r.sessionRoute = v;
+      return null;
+    }
+    case 'min_lsn':
+      try {
+        r.minLsn = value === null ? 0n : parseLsn(value);
+        return null;
+      } catch {
+        return { sqlstate: '22P02', message: `invalid input syntax for type pg_lsn: "${value}"` };
+      }
+    case 'last_write_lsn':
+      return { sqlstate: '55P02', message: 'parameter "pooler.last_write_lsn" cannot be changed' };
+    default:
+      return { sqlstate: '42704', message: `unrecognized configuration parameter "pooler.${name}"` };
   }
 }
 

@@ -9,7 +9,9 @@ import { TxStatus } from '../protocol/codes.ts';
 import type { PoolMode } from '../config/types.ts';
 import type { Logger } from '../log.ts';
 import * as build from '../protocol/build.ts';
-import { PROBE_NAME, ServerStatements } from '../server/statements.ts';
+import { PROBE_NAME } from '../server/statements.ts';
+import type { PoolGroup } from './group.ts';
+import type { NodeState } from '../topology/node.ts';
 
 export interface Waiter {
   /** The server is now the waiter's; it is in state 'active'. */
@@ -74,11 +76,16 @@ export interface PoolDeps {
   slotIdle(pool: Pool): void;
   serverOpened(server: ServerConn, pool: Pool): void;
   serverClosed(server: ServerConn, pool: Pool, reason: string): void;
+  /** a connect to this pool's node failed (the node may be down) */
+  connectFailed(pool: Pool, err: PoolerError): void;
 }
 
 export class Pool implements ServerOwner {
   readonly database: string;
   readonly user: string;
+  /** the PostgreSQL server this pool connects to */
+  readonly node: NodeState;
+  readonly group: PoolGroup;
   readonly deps: PoolDeps;
   readonly idle: ServerConn[] = [];
   readonly active = new Set<ServerConn>();
@@ -89,21 +96,18 @@ export class Pool implements ServerOwner {
   /** idle servers running server_check_query: about to be available, so no reason to open more */
   private checking = 0;
   private reserveInUse = false;
-  /** ParameterStatus values of the first server that logged in; sent to clients at login */
-  serverParams: Map<string, string> | null = null;
   closed = false;
   paused = false;
   /** waits and connects, for SHOW POOLS / SHOW STATS and metrics */
-  /** prepared statements (pooler's names) that some server of this pool prepared without error */
-  readonly knownStatements = new ServerStatements();
-  /** pinnedClients: clients that keep their server for the session (session_features = pin) */
-  stats = { waitCount: 0, totalWaitMs: 0, maxWaitMs: 0, connects: 0, connectFailures: 0, pinnedClients: 0 };
+  stats = { waitCount: 0, totalWaitMs: 0, maxWaitMs: 0, connects: 0, connectFailures: 0 };
 
   private cachedSettings: PoolSettings | null = null;
 
-  constructor(database: string, user: string, deps: PoolDeps) {
-    this.database = database;
-    this.user = user;
+  constructor(group: PoolGroup, node: NodeState, deps: PoolDeps) {
+    this.database = group.database;
+    this.user = group.user;
+    this.group = group;
+    this.node = node;
     this.deps = deps;
   }
 
@@ -308,7 +312,7 @@ export class Pool implements ServerOwner {
       (login) => {
         this.connecting--;
         const server = new ServerConn(login, target.host, target.port, this);
-        if (this.serverParams === null) this.serverParams = new Map(login.params);
+        if (this.group.serverParams === null) this.group.serverParams = new Map(login.params);
         this.deps.serverOpened(server, this);
         if (this.closed) server.close('database removed');
         else this.makeAvailable(server);
@@ -318,7 +322,8 @@ export class Pool implements ServerOwner {
         this.deps.dbLimit.count--;
         this.deps.userLimit.count--;
         this.stats.connectFailures++;
-        this.deps.log.warn({ db: this.database, user: this.user, err: err.message, sqlstate: err.sqlstate }, 'server connect failed');
+        this.deps.log.warn({ db: this.database, user: this.user, node: this.node.id, err: err.message, sqlstate: err.sqlstate }, 'server connect failed');
+        this.deps.connectFailed(this, err);
         // With no server at all nobody queued here can be served soon: tell them why now.
         if (this.total === 0) {
           for (let e = this.waiters.shift(); e; e = this.waiters.shift()) {
@@ -351,6 +356,15 @@ export class Pool implements ServerOwner {
       if (idleTooLong || tooOld) s.close(idleTooLong ? 'server_idle_timeout' : 'server_lifetime');
       else i++;
     }
+  }
+
+  /** The node is down: waiters are told now (they may go to another node) and idle servers are closed. */
+  nodeDown(err: PoolerError): void {
+    for (let e = this.waiters.shift(); e; e = this.waiters.shift()) {
+      clearWaitTimers(e);
+      e.waiter.fail(err);
+    }
+    for (const s of [...this.idle]) s.close(err.message);
   }
 
   /** Give up one idle server (another pool of the database needs the slot). */

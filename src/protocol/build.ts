@@ -152,6 +152,39 @@ export function commandComplete(tag: string): Buffer {
   return typedBody(Backend.CommandComplete, Buffer.from(tag + '\0', 'utf8'));
 }
 
+/** RowDescription of text columns, for the few result sets pooler answers itself. */
+export function rowDescriptionText(names: string[]): Buffer {
+  const parts: Buffer[] = [Buffer.from([0, 0])];
+  parts[0]!.writeUInt16BE(names.length, 0);
+  for (const n of names) {
+    const field = Buffer.alloc(18);
+    // table oid 0, column 0, type text (25), size -1, modifier -1, format text
+    field.writeInt32BE(25, 6);
+    field.writeInt16BE(-1, 10);
+    field.writeInt32BE(-1, 12);
+    parts.push(Buffer.from(n + '\0', 'utf8'), field);
+  }
+  return typedBody(Backend.RowDescription, Buffer.concat(parts));
+}
+
+/** DataRow of text values (null: SQL NULL). */
+export function dataRowText(values: (string | null)[]): Buffer {
+  const parts: Buffer[] = [Buffer.alloc(2)];
+  parts[0]!.writeUInt16BE(values.length, 0);
+  for (const v of values) {
+    const len = Buffer.alloc(4);
+    if (v === null) {
+      len.writeInt32BE(-1, 0);
+      parts.push(len);
+    } else {
+      const b = Buffer.from(v, 'utf8');
+      len.writeInt32BE(b.length, 0);
+      parts.push(len, b);
+    }
+  }
+  return typedBody(Backend.DataRow, Buffer.concat(parts));
+}
+
 /** Parse of `name` from the bytes that follow a name in a client's Parse (query, parameter types). */
 export function parseWithName(name: string, afterName: Buffer): Buffer {
   const n = Buffer.byteLength(name);

@@ -10,6 +10,8 @@ export interface ReplicaState {
   replayLsn: bigint;
   outstanding: number;
   weight: number;
+  /** reads routed there so far: spreads ties of outstanding work (one sequential client) by weight */
+  reads?: number;
 }
 
 export interface Topology {
@@ -123,10 +125,14 @@ function pick(ctx: RouteContext, replicas: readonly ReplicaState[]): ReplicaStat
     .join(', ');
 }
 
-// Compares outstanding/weight by cross-multiplying, so equal ratios tie exactly and fall through to the id.
+// Compares outstanding/weight by cross-multiplying, so equal ratios tie exactly and fall through to the reads
+// served so far per weight, then the id.
 function lessLoaded(a: ReplicaState, b: ReplicaState): boolean {
   const l = a.outstanding * b.weight;
   const r = b.outstanding * a.weight;
   if (l !== r) return l < r;
+  const lr = (a.reads ?? 0) * b.weight;
+  const rr = (b.reads ?? 0) * a.weight;
+  if (lr !== rr) return lr < rr;
   return a.id < b.id;
 }

@@ -82,6 +82,8 @@ const CASES: [name: string, c: RouteContext, t: Topology, e: Expect][] = [
   ['weight 0 never chosen', ctx(), topo({ replicas: [rep('r1', { weight: 0 }), rep('r2', { outstanding: 50 })] }), R2],
   ['least outstanding wins', ctx(), topo({ replicas: [rep('r1', { outstanding: 3 }), rep('r2', { outstanding: 2 })] }), R2],
   ['weight scales load', ctx(), topo({ replicas: [rep('r1', { outstanding: 3, weight: 2 }), rep('r2', { outstanding: 2 })] }), R1],
+  ['equal load: fewer reads served per weight wins', ctx(), topo({ replicas: [rep('r1', { reads: 10 }), rep('r2', { reads: 4, weight: 2 })] }), R2],
+  ['equal load and reads: r1 with weight 2 has served less per weight', ctx(), topo({ replicas: [rep('r2', { reads: 6 }), rep('r1', { reads: 10, weight: 2 })] }), R1],
   ['equal ratio ties broken by id', ctx(), topo({ replicas: [rep('r2', { outstanding: 2 }), rep('r1', { outstanding: 4, weight: 2 })] }), R1],
   ['tie broken by id regardless of order', ctx(), topo({ replicas: [rep('b'), rep('a')] }), { kind: 'replica', id: 'a' }],
   // 6. no eligible replica
