@@ -124,6 +124,10 @@ export class Pooler implements ClientHost {
     return { group, mode, topology: this.topologyFor(database, entry), readRouting };
   }
 
+  topologyOf(database: string): DatabaseTopology | undefined {
+    return this.topologies.get(database);
+  }
+
   poolFor(group: PoolGroup, node: NodeState): Pool {
     return this.pools.pool(group, node);
   }

@@ -45,6 +45,8 @@ export interface ClientHost {
   settings(): Settings;
   secretFor(user: string): UserSecret | undefined;
   resolvePool(database: string, user: string): ResolvedPool | PoolerError;
+  /** the current nodes of a database (a reload may replace them) */
+  topologyOf(database: string): DatabaseTopology | undefined;
   /** the group's pool for one node */
   poolFor(group: PoolGroup, node: NodeState): Pool;
   /** statement classes for read/write splitting, shared by all clients */
@@ -664,8 +666,13 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
    * (requestServer is called again then) or has been answered with an error.
    */
   private choosePool(): Pool | null {
-    const topo = this.topology!;
+    let topo = this.topology!;
     const r = this.routing;
+    if (topo.stopped) {
+      topo = this.host.topologyOf(this.database) ?? topo;
+      this.topology = topo;
+      if (r !== null) r.topo = topo;
+    }
     if (r === null || this.pendingLogin) return this.host.poolFor(this.group!, topo.primary ?? topo.nodes[0]!);
     const s = this.host.settings();
     const expired = this.routeWait?.expired === true;
@@ -947,7 +954,11 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
 
   private deferReady(msg: Buffer): boolean {
     const r = this.routing!;
-    return r.wrote && msg[5] === TxStatus.Idle && r.node?.role === 'primary' && this.host.settings().read_your_writes === 'user';
+    // Only when serverReady will capture the position right after this chunk (it sends the deferred bytes).
+    return (
+      r.wrote && msg[5] === TxStatus.Idle && r.node?.role === 'primary' && this.host.settings().read_your_writes === 'user' &&
+      this.queue.length === 0 && !this.holding && !this.unsynced && this.mode !== 'session' && (this.scanner === null || this.scanner.atBoundary)
+    );
   }
 
   serverReady(server: ServerConn): void {

@@ -26,7 +26,7 @@ const UNNAMED_READ: StatementRoute = { c: { cls: 'read' }, hint: null };
 const UNKNOWN: StatementRoute = { c: { cls: 'write', reason: 'unknown prepared statement' }, hint: null };
 
 export class ClientRouting {
-  readonly topo: DatabaseTopology;
+  topo: DatabaseTopology;
   readonly cache: ClassCache;
   readonly group: PoolGroup;
   /** [databases] / [users] read_routing */

@@ -12,6 +12,8 @@ export class DatabaseTopology {
   /** what the [databases] line said, to tell whether a reload changed the nodes */
   readonly signature: string;
   monitor: TopologyMonitor | null = null;
+  /** a reload replaced this topology: clients holding it look up the current one */
+  stopped = false;
   private readonly listeners = new Set<() => void>();
   private replicaList: NodeState[] | null = null;
   private readonly detach: (() => void)[] = [];
@@ -69,6 +71,7 @@ export class DatabaseTopology {
   }
 
   stop(): void {
+    this.stopped = true;
     for (const d of this.detach.splice(0)) d();
     this.monitor?.stop();
     // Whoever waits for a change must not wait for this topology forever.
