@@ -167,8 +167,9 @@ export class Pooler implements ClientHost {
 
   /**
    * A node failed a check or a connect: clients waiting for its servers go elsewhere, idle servers close, and
-   * on a replica so do servers stuck longer than a check may take (a hung node never answers them; their
-   * clients get their read retried or an error, and keep their session).
+   * on a replica so do servers silent for longer than a check may take (a hung node never answers them; their
+   * clients get their read retried or an error, and keep their session). A long query on a replica that was
+   * banned wrongly (a check timed out on a busy machine) is cut too: the price of never waiting on a hung one.
    */
   private nodeDown(topo: DatabaseTopology, node: NodeState, reason: string): void {
     const err = new PoolerError(ErrorCodes.nodeDown, `server ${node.id} is down: ${reason}`);
@@ -179,7 +180,9 @@ export class Pooler implements ClientHost {
       if (pool.node !== node || pool.database !== topo.name) continue;
       pool.nodeDown(err);
       if (node.role !== 'replica') continue;
-      for (const server of [...pool.active]) if (now - server.lastUsedAt > stuckMs) server.close(err.message);
+      for (const server of [...pool.active]) {
+        if (now - Math.max(server.lastUsedAt, server.lastReadAt) > stuckMs) server.close(err.message);
+      }
     }
   }
 

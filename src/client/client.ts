@@ -478,16 +478,17 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
   private runPoolerCommand(cmd: PoolerCommand, r: ClientRouting): boolean | Outgoing {
     const local = this.server === null && this.queue.length === 0 && !this.unsynced;
     const name = `pooler.${cmd.name}`;
-    let value: string | null = null;
+    // Read when the answer is built: a SHOW queued behind the capture of a write's position must see it.
+    let value: (() => string) | null = null;
     let error: { sqlstate: string; message: string } | null = null;
     if (cmd.kind === 'set') {
       error = cmd.local ? null : applyPoolerSetting(r, cmd.name, cmd.value);
     } else if (cmd.name === 'route') {
-      value = r.sessionRoute;
+      value = () => r.sessionRoute;
     } else if (cmd.name === 'min_lsn') {
-      value = formatLsn(r.minLsn);
+      value = () => formatLsn(r.minLsn);
     } else if (cmd.name === 'last_write_lsn') {
-      value = formatLsn(this.host.settings().read_your_writes === 'user' ? r.group.lastWriteLsn : r.lastWriteLsn);
+      value = () => formatLsn(this.host.settings().read_your_writes === 'user' ? r.group.lastWriteLsn : r.lastWriteLsn);
     } else {
       error = { sqlstate: '42704', message: `unrecognized configuration parameter "${name}"` };
     }
@@ -503,7 +504,7 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
       const answer =
         value === null
           ? [build.commandComplete('SET'), build.readyForQuery.I]
-          : [build.rowDescriptionText([name]), build.dataRowText([value]), build.commandComplete('SHOW'), build.readyForQuery.I];
+          : [build.rowDescriptionText([name]), build.dataRowText([value()]), build.commandComplete('SHOW'), build.readyForQuery.I];
       this.replies.push(Expect.Answered, { answer: Buffer.concat(answer) });
       return false;
     }
@@ -512,7 +513,8 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
       return build.query(build.noOpSql);
     }
     this.replies.push(Expect.Query);
-    return build.query(`SELECT '${value}'::text AS "${name}"`);
+    const show = value;
+    return { run: (_server, out) => out.push(build.query(`SELECT '${show()}'::text AS "${name}"`)) };
   }
 
   /** Parse: the statement text is checked like a Query's; named statements are tracked. */
@@ -646,7 +648,8 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
     if (this.state === 'idle') this.state = 'waiting';
     const pool = this.choosePool();
     if (pool === null) {
-      this.pauseForServer();
+      // Waiting for the topology to change; unless the batch was answered with an error (back to idle).
+      if (this.state === 'waiting') this.pauseForServer();
       return;
     }
     this.pool = pool;

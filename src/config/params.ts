@@ -323,7 +323,7 @@ export const PARAMS = [
     default: 0,
     reloadable: true,
     implemented: true,
-    doc: 'pooler only. How long one check (connecting included) may take before the node counts as down; 0 means lag_check_interval, so a hung node is banned within two intervals.',
+    doc: 'pooler only. How long one check (connecting included) may take before the node counts as down; 0 means lag_check_interval, so a hung replica is banned within two intervals. The primary is banned only after three timed-out checks in a row (it is the only place writes can go), or at once when its connection is refused or breaks.',
   },
   {
     name: 'listen_addr',

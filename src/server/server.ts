@@ -63,6 +63,8 @@ export class ServerConn implements ScanSink<Buffer> {
   readonly touched = new Set<string>();
   readonly createdAt = Date.now();
   lastUsedAt = Date.now();
+  /** when bytes last came from the server: a hung node's connections fall silent */
+  lastReadAt = Date.now();
   state: ServerState = 'idle';
   txStatus: number = TxStatus.Idle;
   peer: ServerPeer | null = null;
@@ -103,6 +105,7 @@ export class ServerConn implements ScanSink<Buffer> {
   }
 
   private onData(chunk: Buffer): void {
+    this.lastReadAt = Date.now();
     this.scanner.push(chunk);
     if (this.sawReady) {
       this.sawReady = false;

@@ -29,6 +29,12 @@ export interface MonitorDeps {
 }
 
 /**
+ * Timed-out checks in a row before the primary is banned. A refused or broken connection bans it at once, but a
+ * slow answer from a busy primary must not: it is the only place writes can go, and banning it fails them.
+ */
+export const PRIMARY_TIMEOUTS_TO_BAN = 3;
+
+/**
  * Retry delay after the n-th consecutive failure: doubling from one interval, capped short so that a node
  * that comes back (SIGCONT, restart) is seen again soon.
  */
@@ -46,6 +52,8 @@ interface Slot {
   retryAt: number;
   softFailures: number;
   lastSoftError: string | null;
+  /** consecutive timed-out checks (see PRIMARY_TIMEOUTS_TO_BAN) */
+  timeouts: number;
 }
 
 export class TopologyMonitor {
@@ -70,7 +78,7 @@ export class TopologyMonitor {
     this.deps = deps;
     this.nodes = deps.nodes;
     for (const n of this.nodes) {
-      this.slots.set(n, { probe: new NodeProbe(), running: false, gen: 0, retryAt: 0, softFailures: 0, lastSoftError: null });
+      this.slots.set(n, { probe: new NodeProbe(), running: false, gen: 0, retryAt: 0, softFailures: 0, lastSoftError: null, timeouts: 0 });
     }
   }
 
@@ -179,9 +187,17 @@ export class TopologyMonitor {
     }
     if (!this.running || gen !== slot.gen) return;
     try {
-      if (r.ok) this.markUp(node, slot, r);
-      else if (r.soft) this.refused(node, slot, r.reason, s.intervalMs);
-      else this.markDown(node, slot, r.reason);
+      if (r.ok) {
+        slot.timeouts = 0;
+        this.markUp(node, slot, r);
+      } else if (r.soft) {
+        this.refused(node, slot, r.reason, s.intervalMs);
+      } else if (r.timeout === true && node.healthy && node.role === 'primary' && ++slot.timeouts < PRIMARY_TIMEOUTS_TO_BAN) {
+        this.deps.log.warn({ database: this.deps.database, node: node.id, reason: r.reason, timeouts: slot.timeouts }, 'primary slow to answer its check');
+      } else {
+        slot.timeouts = 0;
+        this.markDown(node, slot, r.reason);
+      }
     } catch (e) {
       this.deps.log.error({ database: this.deps.database, node: node.id, err: String(e) }, 'topology check handling failed');
     }

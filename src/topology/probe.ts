@@ -13,7 +13,7 @@ export const CHECK_SQL =
 export type ProbeResult =
   | { ok: true; inRecovery: boolean; currentLsn: bigint | null; receiveLsn: bigint | null; replayLsn: bigint | null }
   /** soft: the node answered but refused our login (auth, missing database): says nothing about its health */
-  | { ok: false; reason: string; soft: boolean };
+  | { ok: false; reason: string; soft: boolean; timeout?: boolean };
 
 /** Login refusals the pools would meet too: authentication (28), no such database (3D), or pooler lacking a usable secret. */
 export function isSoftError(e: unknown): boolean {
@@ -67,7 +67,7 @@ export class NodeProbe {
         if (!r.ok) this.destroy(r.reason);
         resolve(r);
       };
-      const timer = setTimeout(() => finish({ ok: false, reason: `no answer within ${timeoutMs} ms`, soft: false }), timeoutMs);
+      const timer = setTimeout(() => finish({ ok: false, reason: `no answer within ${timeoutMs} ms`, soft: false, timeout: true }), timeoutMs);
       timer.unref();
       this.abort = finish;
       this.run(target, timeoutMs).then(finish, (e: unknown) =>
