@@ -33,10 +33,11 @@ function tailer(read: () => string): () => string[] {
   };
 }
 
-export function poolerTarget(pooler: PoolerProcess): Target {
+/** name: pooler-ryw-off for the split cluster's pooler with read_your_writes = off, else pooler */
+export function poolerTarget(pooler: PoolerProcess, name: 'pooler' | 'pooler-ryw-off' = 'pooler'): Target {
   const next = tailer(() => pooler.logs());
   return {
-    name: 'pooler',
+    name,
     endpoint: { host: pooler.host, port: pooler.port, db: 'app', user: 'postgres' },
     pid: pooler.pid,
     newProblems: () =>

@@ -3,7 +3,21 @@
 import type { ErrorMessage } from './outcome.ts';
 import type { PgbenchResult } from './pgbench.ts';
 
-export type TargetName = 'direct' | 'pooler' | 'pgbouncer';
+/**
+ * pooler-ryw-off exists on the split cluster only: pooler with read_your_writes = off, the baseline the default
+ * (client, the `pooler` target there) is priced against.
+ */
+export type TargetName = 'direct' | 'pooler' | 'pgbouncer' | 'pooler-ryw-off';
+
+/** Statements on pgbench's tables one node executed during a run (pg_stat_statements), by what they do. */
+export interface NodeStatements {
+  node: string;
+  role: 'primary' | 'replica';
+  /** SELECTs */
+  reads: number;
+  /** everything else: UPDATE, INSERT */
+  writes: number;
+}
 
 /** One pgbench run: what pgbench reported (its error lines are folded into `problems`) plus the proxy's cost. */
 export interface RunRecord extends Omit<PgbenchResult, 'errors' | 'stdout'> {
@@ -24,6 +38,8 @@ export interface RunRecord extends Omit<PgbenchResult, 'errors' | 'stdout'> {
   failure: string | null;
   /** pgbench errors (collapsed), a non-zero exit, and proxy warnings/errors logged during the run */
   problems: string[];
+  /** per node of the split cluster, what it executed during the run; null for cases on the cluster without replicas */
+  statements: NodeStatements[] | null;
 }
 
 export interface Summary {
@@ -44,6 +60,30 @@ export interface Summary {
   failedRounds: number;
   /** the distinct errors of those rounds, or their failure when pgbench printed none; null when every round was clean */
   failure: string | null;
+  /** the rounds' statements per node, summed; null when not counted */
+  statements: NodeStatements[] | null;
+}
+
+/** What read_your_writes = client costs against off, for one case (pooler-ryw-off vs pooler on the split cluster). */
+export interface RywCost {
+  caseId: string;
+  title: string;
+  tpsOff: number;
+  tpsClient: number;
+  /** tpsClient / tpsOff */
+  tpsClientVsOff: number;
+  latencyOffMs: number;
+  latencyClientMs: number;
+  /** mean latency difference per pgbench transaction divided by the write transactions in it */
+  extraMsPerWriteTx: number;
+  /** pooler's CPU per pgbench transaction */
+  cpuUsPerTxOff: number;
+  cpuUsPerTxClient: number;
+  /** reads served by replicas with off and with client (0..1), NaN when no read was counted */
+  replicaReadsOff: number;
+  replicaReadsClient: number;
+  /** "n/a — <target> fails: …" when either side failed, in which case the numbers above are not a comparison */
+  notComparable: string | null;
 }
 
 export interface Ratios {
@@ -74,4 +114,14 @@ export interface BenchConfig {
   scale: number;
   threads: number;
   poolSize: number;
+}
+
+/** Whether pooler on the split cluster sent a case's reads to the replicas as much as the case asks (replicaReadGoal). */
+export interface SplitGoal {
+  caseId: string;
+  title: string;
+  /** reads served by replicas over the case's rounds through pooler, 0..1; NaN when no read was counted */
+  replicaReads: number;
+  goal: number;
+  met: boolean;
 }
