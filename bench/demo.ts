@@ -1,4 +1,5 @@
-// `npm run demo`: a PostgreSQL primary + 2 replicas with the pooler in front, queried through the pooler every few seconds.
+// `npm run demo`: a PostgreSQL primary + 2 replicas with the pooler in front, written to and read from through the
+// pooler every few seconds, showing where each statement ran.
 import pg from 'pg';
 import { startCluster, type Cluster } from '../test/cluster/index.ts';
 import { startPooler, type PoolerProcess } from '../test/helpers/pooler-process.ts';
@@ -6,8 +7,8 @@ import { startPooler, type PoolerProcess } from '../test/helpers/pooler-process.
 const TICK_MS = 3000;
 const seconds = Number(process.env.DEMO_SECONDS ?? 0);
 
-const INI = (primaryPort: number) => `[databases]
-demo = host=127.0.0.1 port=${primaryPort} dbname=postgres
+const INI = (primaryPort: number, replicaPorts: number[]) => `[databases]
+demo = host=127.0.0.1 port=${primaryPort} dbname=postgres replicas=${replicaPorts.map((p) => `127.0.0.1:${p}`).join(',')}
 
 [pooler]
 listen_addr = 127.0.0.1
@@ -80,13 +81,19 @@ async function tick(): Promise<void> {
   const t0 = performance.now();
   try {
     await client.connect();
-    const { rows } = await client.query(
-      'select count(*)::int as n, max(note) as last, inet_server_port() as port from demo_items',
-    );
+    // A read first (a replica), then a write (the primary), then read-your-writes: the read right after the
+    // write goes where the write is already visible, the primary until a replica has replayed it.
+    const plain = await client.query('select inet_server_port() as port');
+    const note = `tick ${successes + 1} at ${stamp()}`;
+    const w = await client.query('insert into demo_items (note) values ($1) returning inet_server_port() as port', [note]);
+    const { rows } = await client.query('select count(*)::int as n, inet_server_port() as port from demo_items');
     const ms = (performance.now() - t0).toFixed(1);
-    const { n, last, port } = rows[0];
     successes++;
-    console.log(`[${stamp()}] via pooler: ${n} rows in demo_items (latest note: ${last}), answered by ${nameOf.get(port) ?? `port ${port}`} in ${ms} ms`);
+    const name = (p: number) => nameOf.get(p) ?? `port ${p}`;
+    console.log(
+      `[${stamp()}] via pooler: read on ${name(plain.rows[0].port)}, insert on ${name(w.rows[0].port)}, ` +
+        `read back ${rows[0].n} rows on ${name(rows[0].port)} (${ms} ms)`,
+    );
   } catch (err) {
     console.log(`[${stamp()}] via pooler: query failed: ${(err as Error).message}`);
   } finally {
@@ -108,7 +115,7 @@ async function main(): Promise<void> {
   await cluster.waitForReplication();
 
   try {
-    pooler = await startPooler({ ini: INI(primary.port), files: { 'userlist.txt': '"postgres" ""\n' } });
+    pooler = await startPooler({ ini: INI(primary.port, replicas.map((r) => r.port)), files: { 'userlist.txt': '"postgres" ""\n' } });
   } catch (err) {
     console.log(`\nThe pooler did not start: ${(err as Error).message}\n`);
   }
