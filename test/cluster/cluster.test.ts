@@ -3,6 +3,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCluster, type Cluster, type PgNode } from './index.ts';
 import { sweepStaleClusters } from './local.ts';
@@ -95,6 +96,29 @@ describe('cluster fixture', () => {
     expect(await rows(c, node, 'select id from items order by id')).toEqual([1, 2, 3]);
   });
 
+  it('freezes a node so it hangs without closing anything, and thaws it', async () => {
+    const node = c.replicas[0];
+    const open = new pg.Client({ connectionString: c.connectionString(node), query_timeout: 1000 });
+    open.on('error', () => {});
+    await open.connect();
+    try {
+      await c.freeze(node);
+      try {
+        await expect(open.query('select 1')).rejects.toThrow(/read timeout/);
+        // The kernel completes the handshake, so a new connection times out instead of being refused.
+        const fresh = new pg.Client({ connectionString: c.connectionString(node), connectionTimeoutMillis: 1000 });
+        fresh.on('error', () => {});
+        await expect(fresh.connect()).rejects.toThrow(/timeout/);
+        await c.query(c.primary, 'select 1');
+      } finally {
+        await c.thaw(node);
+      }
+      expect(await rows(c, node, 'select id from items order by id')).toEqual([1, 2, 3]);
+    } finally {
+      await open.end().catch(() => {});
+    }
+  });
+
   it('promotes a replica to a writable primary', async () => {
     const target = c.replicas[1];
     await c.promote(target);
@@ -112,6 +136,8 @@ describe('cluster fixture', () => {
       return pid === undefined ? [] : [pid, ...descendants(pid)];
     });
     expect(pids.length).toBeGreaterThan(3);
+    // A frozen node would hold the shutdown signal pending: destroy() must thaw it first.
+    await c.freeze(c.replicas[0]);
     await c.destroy();
     await c.destroy();
     expect(pids.filter(isAlive)).toEqual([]);

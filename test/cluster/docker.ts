@@ -46,6 +46,14 @@ export async function startDockerCluster(opts: ClusterOptions = {}): Promise<Clu
   const nodes: DockerNode[] = [];
   let primary: DockerNode;
   let destroying: Promise<void> | undefined;
+  /** Containers frozen with `docker pause`; stopping one needs it unpaused first to deliver the stop signal. */
+  const paused = new Set<string>();
+
+  async function unpause(node: PgNode): Promise<void> {
+    const id = (node as DockerNode).id;
+    if (!paused.delete(id)) return;
+    await run('docker', ['unpause', id]);
+  }
 
   const cluster: Cluster = {
     get primary() {
@@ -66,6 +74,7 @@ export async function startDockerCluster(opts: ClusterOptions = {}): Promise<Clu
       await sql.waitCaughtUp(primary, cluster.replicas, o.timeoutMs);
     },
     async stop(node) {
+      await unpause(node);
       // The image's STOPSIGNAL is SIGINT, PostgreSQL's fast shutdown.
       await run('docker', ['stop', '-t', '60', (node as DockerNode).id]);
     },
@@ -74,14 +83,24 @@ export async function startDockerCluster(opts: ClusterOptions = {}): Promise<Clu
       await pollReady(node);
     },
     async kill(node) {
+      await unpause(node);
       await run('docker', ['kill', '-s', 'KILL', (node as DockerNode).id]);
     },
     async promote(node) {
       await sql.promote(node);
       primary = node as DockerNode;
     },
+    async freeze(node) {
+      // The cgroup freezer stops every process in the container; the host kernel still accepts TCP connects.
+      await run('docker', ['pause', (node as DockerNode).id]);
+      paused.add((node as DockerNode).id);
+    },
+    async thaw(node) {
+      await unpause(node);
+    },
     destroy() {
       destroying ??= (async () => {
+        await Promise.allSettled(nodes.map(unpause));
         await Promise.allSettled(containers.map((c) => c.stop()));
         await network.stop().catch(() => {});
       })();

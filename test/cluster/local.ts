@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { onProcessExit } from './cleanup.ts';
 import { freePort } from './ports.ts';
 import { killTreeSync, readPidFile, reapDataDirs, removeLeftoverShm } from './postmaster.ts';
-import { descendants, isAlive, signal, waitDead, waitFor } from './procs.ts';
+import { continueTree, descendants, isAlive, signal, stopTree, waitDead, waitFor } from './procs.ts';
 import { asServer, chownForServer, runTool } from './osuser.ts';
 import * as sql from './sql.ts';
 import { fixtureRoot, sweepStale, writeOwner } from './sweep.ts';
@@ -34,6 +34,8 @@ class LocalNode implements PgNode {
   /** The node this replica streams from. */
   upstream: LocalNode | undefined;
   postmaster: number | undefined;
+  /** Set by freeze(): the postmaster and its children are SIGSTOPped. */
+  frozen = false;
 
   constructor(name: string, role: 'primary' | 'replica', port: number, baseDir: string, upstream?: LocalNode) {
     this.name = name;
@@ -153,7 +155,15 @@ export async function startLocalCluster(binDir: string, opts: ClusterOptions = {
     return node;
   }
 
+  /** SIGCONTs a frozen node; a stopped process would hold any other signal pending until then. */
+  function thawNode(node: LocalNode): void {
+    if (!node.frozen) return;
+    node.frozen = false;
+    if (node.postmaster !== undefined) continueTree(node.postmaster);
+  }
+
   async function stopNode(node: LocalNode, sig: NodeJS.Signals, timeoutMs: number): Promise<void> {
+    thawNode(node);
     const pm = node.postmaster;
     node.postmaster = undefined;
     if (pm === undefined || !isAlive(pm)) return;
@@ -207,6 +217,9 @@ export async function startLocalCluster(binDir: string, opts: ClusterOptions = {
       if (pm === undefined || !isAlive(pm)) return;
       const children = descendants(pm);
       signal(pm, 'SIGKILL');
+      // Frozen backends must run again to notice that their postmaster is gone.
+      if (n.frozen) for (const c of children) signal(c, 'SIGCONT');
+      n.frozen = false;
       // Orphaned backends notice the dead postmaster and exit; until they do, a restart would refuse to start.
       if (!(await waitDead([pm, ...children], 15_000))) for (const c of children) signal(c, 'SIGKILL');
       await waitDead(children, 5_000);
@@ -216,6 +229,19 @@ export async function startLocalCluster(binDir: string, opts: ClusterOptions = {
       const n = own(node);
       await sql.promote(n);
       primary = n;
+    },
+
+    async freeze(node) {
+      const n = own(node);
+      const pm = n.pid();
+      if (pm === undefined) throw new Error(`${n.name} is not running, so it cannot be frozen`);
+      if (n.frozen) return;
+      n.frozen = true;
+      await stopTree(pm);
+    },
+
+    async thaw(node) {
+      thawNode(own(node));
     },
 
     destroy() {

@@ -128,3 +128,33 @@ export async function waitDead(pids: number[], timeoutMs: number): Promise<boole
     return false;
   }
 }
+
+/** True once pid is in the stopped state (or gone); without /proc we cannot tell and assume the signal landed. */
+function stoppedOrGone(pid: number): boolean {
+  if (!HAS_PROC) return true;
+  const state = statFields(pid)?.[0];
+  return state === undefined || state === 'T' || state === 'Z' || state === 'X';
+}
+
+/**
+ * SIGSTOPs pid and all its descendants. The parent goes first so it forks no new children; a fork it was already in
+ * can still complete, so the tree is listed again once everything signalled has stopped, until nothing new shows up.
+ * Returns every PID it stopped.
+ */
+export async function stopTree(pid: number): Promise<number[]> {
+  const stopped = [pid];
+  signal(pid, 'SIGSTOP');
+  for (;;) {
+    await waitFor('processes to stop', () => stopped.every(stoppedOrGone), { timeoutMs: 5_000, intervalMs: 5 });
+    const fresh = descendants(pid).filter((p) => !stopped.includes(p));
+    if (fresh.length === 0) return stopped;
+    for (const p of fresh) signal(p, 'SIGSTOP');
+    stopped.push(...fresh);
+  }
+}
+
+/** SIGCONTs pid and all its descendants, children first so the parent wakes to a running tree. */
+export function continueTree(pid: number): void {
+  for (const p of descendants(pid)) signal(p, 'SIGCONT');
+  signal(pid, 'SIGCONT');
+}

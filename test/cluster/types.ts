@@ -29,6 +29,14 @@ export interface Cluster {
   start(node: PgNode): Promise<void>;
   kill(node: PgNode): Promise<void>;
   promote(node: PgNode): Promise<void>;
+  /**
+   * Hangs the node without killing it (SIGSTOP to the postmaster and every descendant; `docker pause` on Docker):
+   * open connections stop answering, and new TCP connects are accepted by the kernel but never get a reply.
+   */
+  freeze(node: PgNode): Promise<void>;
+  /** Undoes freeze() (SIGCONT); a no-op for a node that is not frozen. */
+  thaw(node: PgNode): Promise<void>;
+  /** Stops every node (thawing frozen ones first) and removes all it created; idempotent. */
   destroy(): Promise<void>;
 }
 
