@@ -17,6 +17,7 @@ import type { PoolMode, Settings } from '../config/types.ts';
 import type { UserSecret } from '../auth/userlist.ts';
 import { sendCancel } from '../server/connect.ts';
 import { holdCurrent } from '../server/read-buffers.ts';
+import { errorFields, errorSummary } from '../protocol/read.ts';
 import { Expect, Replies, type ReplyHooks } from './replies.ts';
 import { ClientStatements, type StatementOp } from './prepared.ts';
 import { sessionEffects, type SessionEffects } from '../sql/session.ts';
@@ -943,6 +944,12 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
 
   reply(type: number, msg: Buffer): boolean | Buffer {
     if (this.routing === null) return this.replies.onServerMessage(type, msg);
+    if (type === Backend.ErrorResponse && isFatal(msg)) {
+      // The server is about to close (its postmaster died, an admin terminated it): a driver would take the FATAL
+      // as the end of its own session. It is the server's end only; serverLost answers the client when it closes.
+      this.host.log.info({ client: this.id, node: this.routing.node?.id, err: errorSummary(errorFields(msg)).message }, 'server sent FATAL');
+      return false;
+    }
     const owed = this.replies.readyOwed;
     const out = this.replies.onServerMessage(type, msg);
     if (this.rerouting) this.heldOwed -= owed - this.replies.readyOwed;
@@ -1030,6 +1037,11 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
   serverLost(server: ServerConn, err: PoolerError): void {
     if (this.server !== server) return;
     this.server = null;
+    if (this.pausedForDrain) {
+      // A dead socket never drains: reading from the client would stay paused for good.
+      this.pausedForDrain = false;
+      this.updateReading();
+    }
     const r = this.routing;
     // Inside a transaction the client must learn that it is gone; so must a session holding session state.
     if (r === null || r.txSeen || server.txStatus !== TxStatus.Idle || this.pinned !== null || this.state === 'closed') {
@@ -1162,6 +1174,12 @@ function applyPoolerSetting(r: ClientRouting, name: string, value: string | null
     default:
       return { sqlstate: '42704', message: `unrecognized configuration parameter "pooler.${name}"` };
   }
+}
+
+/** An ErrorResponse whose severity ends the server's session. */
+function isFatal(msg: Buffer): boolean {
+  const severity = errorSummary(errorFields(msg)).severity;
+  return severity === 'FATAL' || severity === 'PANIC';
 }
 
 function rejectMessage(feature: string): string {
