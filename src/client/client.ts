@@ -136,6 +136,8 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
   private acquireTries = 0;
   /** a replica to stay away from for this batch (its server just died under it) */
   private avoidNode: NodeState | null = null;
+  /** a BEGIN pooler answered itself: it is sent with the statement that follows, to the node that one needs */
+  private deferredBegin: Buffer | null = null;
   /** read_your_writes = user: the ReadyForQuery that ends a write waits until its commit position is known */
   private deferredReady: Buffer | null = null;
 
@@ -349,13 +351,16 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
     const local = this.localBatch;
     this.localBatch = false;
     const r = this.routing;
+    if (r !== null && this.deferredBegin !== null && type !== Frontend.Flush && type !== Frontend.Terminate) this.resumeBegin(r);
     switch (type) {
       case Frontend.Query: {
         if (r === null) return this.onQuery(msg);
         const sql = msg.toString('utf8', 5, msg.length - 1);
         const cmd = poolerCommand(sql);
         if (cmd !== null) return this.runPoolerCommand(cmd, r);
-        this.noteStatement(r, r.classify(sql), this.unsynced);
+        const sr = r.classify(sql);
+        if (this.canDeferBegin(r, sr, sql)) return this.deferBegin(msg);
+        this.noteStatement(r, sr, this.unsynced);
         return this.onQuery(msg, sql);
       }
       case Frontend.FunctionCall:
@@ -473,6 +478,35 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
     r.retryMsg = null; // more than one request in flight: no retry
     if (sr.c.cls === 'transaction') r.txSeen = true;
     if (sr.c.cls === 'write') r.wrote = true;
+  }
+
+  /**
+   * A plain BEGIN does not say whether the transaction will write; the statement after it may (SET TRANSACTION
+   * READ ONLY). pooler answers the BEGIN itself and sends it, hidden, ahead of that statement to the node the
+   * statement decides. BEGIN cannot fail on an idle session, so answering it early changes nothing the client sees.
+   */
+  private canDeferBegin(r: ClientRouting, sr: StatementRoute, sql: string): boolean {
+    return (
+      sr.c.cls === 'transaction' && sr.c.readOnly === undefined && sr.hint === null && this.mode === 'transaction' &&
+      this.server === null && this.queue.length === 0 && this.replies.length === 0 && !this.unsynced && this.pinned === null &&
+      r.readRouting && r.sessionRoute === 'auto' && !this.defaultReadOnly() && PLAIN_BEGIN.test(sql) && !/serializable/i.test(sql)
+    );
+  }
+
+  private deferBegin(msg: Buffer): false {
+    this.deferredBegin = msg;
+    this.replies.push(Expect.Answered, { answer: Buffer.concat([build.commandComplete('BEGIN'), build.readyForQuery.T]) });
+    return false;
+  }
+
+  /** The statement after a deferred BEGIN: the BEGIN goes first, its replies hidden. */
+  private resumeBegin(r: ClientRouting): void {
+    const begin = this.deferredBegin!;
+    this.deferredBegin = null;
+    r.addToBatch(BEGIN);
+    this.replies.push(Expect.Hidden);
+    this.queue.push(begin);
+    if (this.state === 'idle') this.wantServer = true;
   }
 
   /** SET / SHOW of pooler's own settings: answered by pooler, or by a stand-in query when a server is in the way. */
@@ -1141,6 +1175,9 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
 
 /** FunctionCall runs a function by OID: pooler cannot tell what it does, so the primary. */
 const READ: StatementRoute = { c: { cls: 'read' }, hint: null };
+const BEGIN: StatementRoute = { c: { cls: 'transaction' }, hint: null };
+/** BEGIN / START TRANSACTION alone, with or without an isolation level or DEFERRABLE, not READ ONLY/WRITE. */
+const PLAIN_BEGIN = /^\s*(?:begin|start\s+transaction)\b[^;]*;?\s*$/i;
 /** Pool errors after which the batch may go to another node. */
 const rerouteOn = new Set<string>([ErrorCodes.serverConnectFailed.code, ErrorCodes.nodeDown.code]);
 const FUNCTION_CALL: StatementRoute = { c: { cls: 'write', reason: 'FunctionCall' }, hint: null };

@@ -220,16 +220,28 @@ function isFalse(arg: unknown): boolean {
   return false;
 }
 
-/** Adds readOnly from transaction_read_only in BEGIN/START/SET TRANSACTION options. */
+/**
+ * Adds readOnly from transaction_read_only in BEGIN/START/SET TRANSACTION options. A SERIALIZABLE transaction
+ * counts as read-write even when declared READ ONLY: a hot standby refuses serializable mode.
+ */
 function withReadOnly(c: Classification, options: unknown): Classification {
   if (!Array.isArray(options)) return c;
+  let serializable = false;
   for (const o of options) {
     const d = isObj(o) && isObj(o.DefElem) ? o.DefElem : undefined;
+    const a = d !== undefined && isObj(d.arg) && isObj(d.arg.A_Const) ? d.arg.A_Const : undefined;
+    if (d?.defname === 'transaction_isolation') {
+      serializable = a !== undefined && isObj(a.sval) && a.sval.sval === 'serializable';
+      continue;
+    }
     if (d?.defname !== 'transaction_read_only') continue;
-    const a = isObj(d.arg) && isObj(d.arg.A_Const) ? d.arg.A_Const : undefined;
     // The JSON omits zero values: READ WRITE is { ival: {} }.
     const ival = a !== undefined && isObj(a.ival) ? (a.ival.ival ?? 0) : undefined;
     if (ival !== undefined) c.readOnly = ival !== 0;
+  }
+  if (serializable && c.readOnly === true) {
+    c.readOnly = false;
+    c.reason = 'SERIALIZABLE is not available on a hot standby';
   }
   return c;
 }

@@ -399,6 +399,35 @@ describe('writes, transactions and hints (default settings)', () => {
     onReplicas(start);
   });
 
+  it('BEGIN then SET TRANSACTION READ ONLY (two round trips) runs on one replica; SERIALIZABLE READ ONLY on the primary', async () => {
+    const c = await connect(p);
+    const setRo: number[] = [];
+    const plain: number[] = [];
+    const serializable: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      expect((await c.query('BEGIN')).command).toBe('BEGIN');
+      await c.query('SET TRANSACTION READ ONLY');
+      const ports = [await portOf(c, READ), await portOf(c, READ_FORMS[1 % READ_FORMS.length]!)];
+      expect(new Set(ports).size).toBe(1);
+      expect((await c.query('SHOW transaction_read_only')).rows[0].transaction_read_only).toBe('on');
+      await c.query('COMMIT');
+      setRo.push(...ports);
+      await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+      plain.push(await portOf(c, READ));
+      await c.query('COMMIT');
+      // A BEGIN answered by pooler and then ended at once still works.
+      await c.query('BEGIN');
+      expect((await c.query('ROLLBACK')).command).toBe('ROLLBACK');
+      await c.query('START TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY, DEFERRABLE');
+      serializable.push(await portOf(c, READ));
+      await c.query('COMMIT');
+    }
+    await close(c);
+    onReplicas(setRo);
+    onPrimary(plain);
+    onPrimary(serializable);
+  });
+
   it('follows /* pooler:primary */ and /* pooler:replica */ hints and SET pooler.route', async () => {
     const c = await connect(p);
     const hinted = async (hint: string) => {

@@ -416,10 +416,13 @@ describe('classify', () => {
 
   it('reports READ ONLY / READ WRITE on transaction statements', () => {
     expect(classify('BEGIN READ ONLY')).toEqual({ cls: 'transaction', readOnly: true });
+    // A hot standby refuses serializable mode: such a transaction must run on the primary.
     expect(classify('START TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY, DEFERRABLE')).toEqual({
       cls: 'transaction',
-      readOnly: true,
+      readOnly: false,
+      reason: 'SERIALIZABLE is not available on a hot standby',
     });
+    expect(classify('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')).toEqual({ cls: 'transaction', readOnly: true });
     expect(classify('SET TRANSACTION READ ONLY')).toEqual({ cls: 'transaction', readOnly: true });
     expect(classify('BEGIN READ WRITE')).toEqual({ cls: 'transaction', readOnly: false });
     expect(classify('SET TRANSACTION ISOLATION LEVEL SERIALIZABLE READ WRITE')).toEqual({
