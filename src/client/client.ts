@@ -283,7 +283,7 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
     this.topology = r.topology;
     this.mode = r.mode;
     if (r.mode !== 'session' && r.topology.hasReplicas) {
-      this.routing = new ClientRouting(r.topology, this.host.classCache, r.group, r.readRouting);
+      this.routing = new ClientRouting(this.host.classCache, r.group, r.readRouting);
     }
     this.pendingLogin = true;
     if (r.group.serverParams) this.finishLogin();
@@ -709,12 +709,11 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
     if (topo.stopped) {
       topo = this.host.topologyOf(this.database) ?? topo;
       this.topology = topo;
-      if (r !== null) r.topo = topo;
     }
-    if (r === null || this.pendingLogin) return this.host.poolFor(this.group!, topo.primary ?? topo.nodes[0]!);
+    if (r === null || this.pendingLogin) return this.poolOf(topo.primary ?? topo.nodes[0]!);
     const s = this.host.settings();
     const expired = this.routeWait?.expired === true;
-    const route = r.decide(s, this.defaultReadOnly(), this.pinned !== null, expired ? 'primary' : s.all_replicas_lagging, this.avoidNode);
+    const route = r.decide(topo, s, this.defaultReadOnly(), this.pinned !== null, expired ? 'primary' : s.all_replicas_lagging, this.avoidNode);
     let node: NodeState | undefined;
     switch (route.kind) {
       case 'primary':
@@ -744,7 +743,13 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
     }
     this.clearRouteWait();
     if (this.host.log.isLevelEnabled('debug')) this.host.log.debug({ client: this.id, node: node.id, reason: route.reason }, 'route');
-    return this.host.poolFor(this.group!, node);
+    return this.poolOf(node);
+  }
+
+  /** The node's pool: the last one used when it is the same (the common case: one node, or the same one again). */
+  private poolOf(node: NodeState): Pool {
+    const p = this.pool;
+    return p !== null && p.node === node && !p.closed ? p : this.host.poolFor(this.group!, node);
   }
 
   /** default_transaction_read_only of this session: a plain BEGIN then starts a READ ONLY transaction. */

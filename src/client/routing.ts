@@ -1,8 +1,7 @@
 // One client's read/write splitting state: the class of what waits for a server, the node it holds, its
 // hints, and the WAL positions its reads must see (read-your-writes).
 
-import type { Classification } from '../routing/classify.ts';
-import type { ClassCache } from '../routing/class-cache.ts';
+import type { ClassCache, StatementRoute } from '../routing/class-cache.ts';
 import { leadingHint, type Hint } from '../routing/hints.ts';
 import { route, type Route, type RouteContext } from '../routing/router.ts';
 import type { DatabaseTopology } from '../topology/database.ts';
@@ -17,16 +16,12 @@ export const UNKNOWN_LSN = (1n << 64n) - 1n;
 /** Statement names a client may have before the oldest are forgotten (and route to the primary). */
 const MAX_NAMED = 10_000;
 
-export interface StatementRoute {
-  c: Classification;
-  hint: Hint | null;
-}
+export type { StatementRoute };
 
 const UNNAMED_READ: StatementRoute = { c: { cls: 'read' }, hint: null };
 const UNKNOWN: StatementRoute = { c: { cls: 'write', reason: 'unknown prepared statement' }, hint: null };
 
 export class ClientRouting {
-  topo: DatabaseTopology;
   readonly cache: ClassCache;
   readonly group: PoolGroup;
   /** [databases] / [users] read_routing */
@@ -60,16 +55,17 @@ export class ClientRouting {
   private readonly named = new Map<string, StatementRoute>();
   private unnamed: StatementRoute = UNNAMED_READ;
 
-  constructor(topo: DatabaseTopology, cache: ClassCache, group: PoolGroup, readRouting: boolean) {
-    this.topo = topo;
+  constructor(cache: ClassCache, group: PoolGroup, readRouting: boolean) {
     this.cache = cache;
     this.group = group;
     this.readRouting = readRouting;
   }
 
-  /** Class and hint of a statement's text. */
+  /** Class and hint of a statement's text; no allocation unless it carries a hint. */
   classify(sql: string): StatementRoute {
-    return { c: this.cache.classOf(sql), hint: leadingHint(sql) };
+    const cached = this.cache.routeOf(sql);
+    const hint = leadingHint(sql);
+    return hint === null ? cached : { c: cached.c, hint };
   }
 
   parsed(name: string, sr: StatementRoute): void {
@@ -155,24 +151,42 @@ export class ClientRouting {
     if (lsn > g.lastWriteLsn || g.lastWriteLsn === UNKNOWN_LSN) g.lastWriteLsn = lsn;
   }
 
-  /** Where what waits for a server goes. */
-  decide(s: Settings, defaultReadOnly: boolean, pinned: boolean, lagPolicy: RouteContext['allLagging'], avoid: NodeState | null): Route {
-    const cls = this.rank < 0 ? 'read' : CLASS_OF_RANK[this.rank]!;
-    const ctx: RouteContext = {
-      cls,
-      inTransaction: false,
-      transactionReadOnly: this.readOnly ?? defaultReadOnly,
-      transactionNode: null,
-      hint: this.hint,
-      sessionRoute: this.sessionRoute,
-      readRouting: this.readRouting && !pinned,
-      minLsn: this.requiredLsn(s.read_your_writes),
-      maxLagBytes: s.max_replica_lag_bytes > 0 ? s.max_replica_lag_bytes : Infinity,
-      maxLagMs: s.max_replica_lag_ms > 0 ? s.max_replica_lag_ms : Infinity,
-      allLagging: lagPolicy,
-    };
-    const replicas = avoid === null ? this.topo.replicas : this.topo.replicas.filter((n) => n !== avoid);
-    return route(ctx, { primaryUp: this.topo.primary !== null, replicas });
+  /** Where what waits for a server goes. The context object is this client's, refilled for each decision. */
+  decide(
+    topo: DatabaseTopology,
+    s: Settings,
+    defaultReadOnly: boolean,
+    pinned: boolean,
+    lagPolicy: RouteContext['allLagging'],
+    avoid: NodeState | null,
+  ): Route {
+    const ctx = this.ctx;
+    ctx.cls = this.rank < 0 ? 'read' : CLASS_OF_RANK[this.rank]!;
+    ctx.transactionReadOnly = this.readOnly ?? defaultReadOnly;
+    ctx.hint = this.hint;
+    ctx.sessionRoute = this.sessionRoute;
+    ctx.readRouting = this.readRouting && !pinned;
+    ctx.minLsn = this.requiredLsn(s.read_your_writes);
+    ctx.maxLagBytes = s.max_replica_lag_bytes > 0 ? s.max_replica_lag_bytes : Infinity;
+    ctx.maxLagMs = s.max_replica_lag_ms > 0 ? s.max_replica_lag_ms : Infinity;
+    ctx.allLagging = lagPolicy;
+    const replicas = avoid === null ? topo.replicas : topo.replicas.filter((n) => n !== avoid);
+    return route(ctx, { primaryUp: topo.primary !== null, replicas });
   }
+
+  private readonly ctx: RouteContext = {
+    cls: 'read',
+    // Routing happens only when the client holds no server, so never inside a transaction.
+    inTransaction: false,
+    transactionReadOnly: false,
+    transactionNode: null,
+    hint: null,
+    sessionRoute: 'auto',
+    readRouting: true,
+    minLsn: null,
+    maxLagBytes: Infinity,
+    maxLagMs: Infinity,
+    allLagging: 'primary',
+  };
 
 }

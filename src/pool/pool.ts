@@ -325,12 +325,7 @@ export class Pool implements ServerOwner {
         this.deps.log.warn({ db: this.database, user: this.user, node: this.node.id, err: err.message, sqlstate: err.sqlstate }, 'server connect failed');
         this.deps.connectFailed(this, err);
         // With no server at all nobody queued here can be served soon: tell them why now.
-        if (this.total === 0) {
-          for (let e = this.waiters.shift(); e; e = this.waiters.shift()) {
-            clearWaitTimers(e);
-            e.waiter.fail(err);
-          }
-        }
+        if (this.total === 0) this.failWaiters(err);
       },
     );
   }
@@ -360,11 +355,15 @@ export class Pool implements ServerOwner {
 
   /** The node is down: waiters are told now (they may go to another node) and idle servers are closed. */
   nodeDown(err: PoolerError): void {
+    this.failWaiters(err);
+    for (const s of [...this.idle]) s.close(err.message);
+  }
+
+  private failWaiters(err: PoolerError): void {
     for (let e = this.waiters.shift(); e; e = this.waiters.shift()) {
       clearWaitTimers(e);
       e.waiter.fail(err);
     }
-    for (const s of [...this.idle]) s.close(err.message);
   }
 
   /** Give up one idle server (another pool of the database needs the slot). */
@@ -377,10 +376,7 @@ export class Pool implements ServerOwner {
 
   closeAll(reason: string): void {
     this.closed = true;
-    for (let e = this.waiters.shift(); e; e = this.waiters.shift()) {
-      clearWaitTimers(e);
-      e.waiter.fail(new PoolerError(ErrorCodes.shuttingDown, reason));
-    }
+    this.failWaiters(new PoolerError(ErrorCodes.shuttingDown, reason));
     for (const s of [...this.idle, ...this.busy]) s.close(reason);
     for (const s of this.active) s.retire = true;
   }

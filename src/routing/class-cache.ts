@@ -3,7 +3,14 @@
 // then the digest, which folds literals so `WHERE id = 1` and `WHERE id = 2` share one entry.
 
 import { classify, type Classification } from './classify.ts';
+import type { Hint } from './hints.ts';
 import { normalize } from '../sql/digest.ts';
+
+/** A statement's class and its leading hint; cached entries carry no hint (comments fold out of the digest). */
+export interface StatementRoute {
+  c: Classification;
+  hint: Hint | null;
+}
 
 /** Beyond these sizes a cache starts over: cheaper than LRU bookkeeping, and a workload's shapes refill it fast. */
 const MAX_TEXTS = 4096;
@@ -12,8 +19,8 @@ const MAX_DIGESTS = 16384;
 const MAX_TEXT_KEY = 4096;
 
 export class ClassCache {
-  private readonly byText = new Map<string, Classification>();
-  private readonly byDigest = new Map<string, Classification>();
+  private readonly byText = new Map<string, StatementRoute>();
+  private readonly byDigest = new Map<string, StatementRoute>();
   private writeFunctions: ReadonlySet<string> = new Set();
   private writeFunctionsKey = '';
   hits = 0;
@@ -30,25 +37,30 @@ export class ClassCache {
   }
 
   classOf(sql: string): Classification {
+    return this.routeOf(sql).c;
+  }
+
+  /** The cached entry for the statement's shape, shared by every statement of that shape. */
+  routeOf(sql: string): StatementRoute {
     const exact = this.byText.get(sql);
     if (exact !== undefined) {
       this.hits++;
       return exact;
     }
     const id = normalize(sql).id;
-    let c = this.byDigest.get(id);
-    if (c === undefined) {
+    let e = this.byDigest.get(id);
+    if (e === undefined) {
       this.misses++;
-      c = classify(sql, this.writeFunctions);
+      e = { c: classify(sql, this.writeFunctions), hint: null };
       if (this.byDigest.size >= MAX_DIGESTS) this.byDigest.clear();
-      this.byDigest.set(id, c);
+      this.byDigest.set(id, e);
     } else {
       this.hits++;
     }
     if (sql.length <= MAX_TEXT_KEY) {
       if (this.byText.size >= MAX_TEXTS) this.byText.clear();
-      this.byText.set(sql, c);
+      this.byText.set(sql, e);
     }
-    return c;
+    return e;
   }
 }

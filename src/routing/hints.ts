@@ -19,9 +19,6 @@ export type PoolerCommand =
   | { kind: 'set'; name: string; value: string | null; local: boolean }
   | { kind: 'show'; name: string };
 
-/** pooler's own settings, all under the `pooler.` prefix (a valid custom-GUC name, so servers accept it too). */
-export const POOLER_SETTINGS = ['route', 'min_lsn', 'last_write_lsn'] as const;
-
 const COMMAND =
   /^\s*(?:(set)\s+(?:(session|local)\s+)?pooler\.(\w+)\s*(?:=|\s+to\s+)\s*(?:'((?:[^']|'')*)'|([\w./]+))|(reset)\s+pooler\.(\w+)|(show)\s+pooler\.(\w+))\s*;?\s*$/i;
 
