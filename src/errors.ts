@@ -35,6 +35,8 @@ export const ErrorCodes = {
   nodeDown: { code: 'node_down', sqlstate: '08006', severity: 'ERROR' },
   /** the server died under a running statement; the client's session goes on */
   statementLost: { code: 'statement_lost', sqlstate: '08006', severity: 'ERROR' },
+  /** a rate-limit rule refused the statement (rate, concurrency, block or wait timeout); the session goes on */
+  rateLimited: { code: 'rate_limited', sqlstate: '53400', severity: 'ERROR' },
   invalidPoolerSetting: { code: 'invalid_pooler_setting', sqlstate: '22023', severity: 'ERROR' },
   shuttingDown: { code: 'shutting_down', sqlstate: '57P01', severity: 'FATAL' },
 } as const satisfies Record<string, PoolerErrorInfo>;

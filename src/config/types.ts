@@ -1,4 +1,5 @@
-// The shape of a loaded configuration: settings, [databases], [users] and the warnings met on the way.
+// The shape of a loaded configuration: settings, [databases], [users], rate limits and the warnings met on the way.
+import type { RateLimitConfig } from './rate-limits.ts';
 
 export type PoolMode = 'session' | 'transaction' | 'statement';
 /** What transaction and statement pooling do with features that need the same server for the whole session. */
@@ -159,12 +160,16 @@ export interface Settings {
   max_client_conn: number;
   max_db_client_connections: number;
   max_db_connections: number;
+  max_digests: number;
   max_packet_size: number;
   max_prepared_statements: number;
   max_replica_lag_bytes: number;
   max_replica_lag_ms: number;
   max_user_client_connections: number;
   max_user_connections: number;
+  metrics_addr: string;
+  metrics_port: number;
+  metrics_top_digests: number;
   min_pool_size: number;
   peer_id: number;
   pidfile: string;
@@ -232,5 +237,7 @@ export interface Config {
   settings: Settings;
   databases: Map<string, DatabaseEntry>;
   users: Map<string, UserEntry>;
+  /** [rate_limits] and the [rate_limit.NAME] rules */
+  rateLimits: RateLimitConfig;
   warnings: ConfigWarning[];
 }

@@ -208,7 +208,7 @@ describe('errors name file, line and key', () => {
       ini('[pooler]', '[pgbouncr]'),
       2,
       '[pgbouncr]',
-      'test.ini:2: [pgbouncr]: unknown section (expected [pooler], [pgbouncer], [databases], [users] or [peers])',
+      'test.ini:2: [pgbouncr]: unknown section (expected [pooler], [pgbouncer], [databases], [users], [peers], [rate_limits] or [rate_limit.NAME])',
     ],
     [
       'key outside a section',
@@ -498,6 +498,10 @@ describe('the settings table', () => {
         'read_your_writes',
         'replica_wait_timeout',
         'write_functions',
+        'max_digests',
+        'metrics_addr',
+        'metrics_port',
+        'metrics_top_digests',
       ].sort(),
     );
   });
