@@ -7,6 +7,11 @@ import { PoolRegistry } from './pool/registry.ts';
 import type { Pool, PoolSettings } from './pool/pool.ts';
 import type { PoolGroup } from './pool/group.ts';
 import { ClassCache } from './routing/class-cache.ts';
+import { ShapeCache } from './sql/shapes.ts';
+import { Limiter } from './limits/limiter.ts';
+import { DigestStats } from './stats/digest-stats.ts';
+import { MetricsServer } from './metrics/http.ts';
+import { registerDigestMetrics } from './metrics/digests.ts';
 import { DatabaseTopology, topologySignature } from './topology/database.ts';
 import { TopologyMonitor } from './topology/monitor.ts';
 import type { NodeState } from './topology/node.ts';
@@ -34,8 +39,12 @@ export class Pooler implements ClientHost {
   private readonly groupDatabase = new WeakMap<PoolGroup, { entry: DatabaseEntry; dbname: string }>();
   /** nodes of each database clients asked for (by the name they used), with their monitors */
   readonly topologies = new Map<string, DatabaseTopology>();
-  readonly classCache = new ClassCache();
+  readonly shapes = new ShapeCache();
+  readonly classCache = new ClassCache(this.shapes);
+  readonly limiter: Limiter;
+  readonly digestStats: DigestStats;
   private server: net.Server | null = null;
+  private metrics: MetricsServer | null = null;
   private janitor: NodeJS.Timeout | null = null;
   private shuttingDown = false;
 
@@ -44,6 +53,8 @@ export class Pooler implements ClientHost {
     this.log = log;
     this.userlist = readUserlist(config);
     this.classCache.setWriteFunctions(config.settings.write_functions);
+    this.limiter = new Limiter(config.rateLimits);
+    this.digestStats = new DigestStats(config.settings.max_digests);
     this.pools = new PoolRegistry({
       log,
       settingsFor: (p) => this.poolSettings(p),
@@ -69,7 +80,20 @@ export class Pooler implements ClientHost {
     return this.config.settings;
   }
 
-  listen(): Promise<net.AddressInfo> {
+  /** The client listener, and the metrics endpoint when metrics_port is set. */
+  async listen(): Promise<net.AddressInfo> {
+    const addr = await this.listenClients();
+    const s = this.config.settings;
+    if (s.metrics_port > 0) {
+      const m = new MetricsServer(this.log);
+      registerDigestMetrics(m.registry, { digestStats: this.digestStats, limiter: this.limiter, topDigests: () => this.config.settings.metrics_top_digests });
+      this.metrics = m;
+      await m.listen(s.metrics_addr, s.metrics_port);
+    }
+    return addr;
+  }
+
+  private listenClients(): Promise<net.AddressInfo> {
     const s = this.config.settings;
     const server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
     this.server = server;
@@ -283,6 +307,8 @@ export class Pooler implements ClientHost {
     this.config = next;
     this.userlist = userlist;
     this.classCache.setWriteFunctions(next.settings.write_functions);
+    this.limiter.apply(next.rateLimits);
+    this.digestStats.resize(next.settings.max_digests);
     this.pools.refreshLimits();
     for (const [name, topo] of this.topologies) {
       const entry = this.findDatabase(name);
@@ -315,6 +341,7 @@ export class Pooler implements ClientHost {
     for (const t of this.topologies.values()) t.stop();
     // Not awaited: close() calls back only once every accepted connection is gone, which is what we wait for below.
     this.server?.close();
+    this.metrics?.close();
     const deadline = Date.now() + timeoutMs;
     while (this.clients.size > 0 && Date.now() < deadline) {
       for (const c of this.clients) if (c.state === 'idle' || c.state === 'login') c.close(reason);
@@ -330,6 +357,7 @@ export class Pooler implements ClientHost {
     if (this.janitor) clearInterval(this.janitor);
     for (const t of this.topologies.values()) t.stop();
     this.server?.close();
+    this.metrics?.close();
     for (const c of this.clients) c.fail(new PoolerError(ErrorCodes.shuttingDown, reason));
     for (const p of this.pools.pools.values()) p.closeAll(reason);
     for (const s of this.servers) s.close(reason);

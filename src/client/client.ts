@@ -29,6 +29,13 @@ import type { NodeState } from '../topology/node.ts';
 import type { ClassCache } from '../routing/class-cache.ts';
 import { poolerCommand, type PoolerCommand } from '../routing/hints.ts';
 import { formatLsn, parseLsn } from '../topology/lsn.ts';
+import type { ShapeCache, Shape } from '../sql/shapes.ts';
+import type { Limiter } from '../limits/limiter.ts';
+import { ADMIT, REJECT, WAIT, type Verdict } from '../limits/rule-state.ts';
+import type { DigestStat, DigestStats, DigestTable } from '../stats/digest-stats.ts';
+import { StatementShapes } from './statement-shapes.ts';
+import { LimitGate } from './limit-gate.ts';
+import type { LimitSlot } from './replies.ts';
 
 export type ClientState = 'login' | 'idle' | 'waiting' | 'active' | 'closed';
 
@@ -52,6 +59,10 @@ export interface ClientHost {
   poolFor(group: PoolGroup, node: NodeState): Pool;
   /** statement classes for read/write splitting, shared by all clients */
   readonly classCache: ClassCache;
+  /** query shapes (digests), shared by the class cache, the rate limits and the statistics */
+  readonly shapes: ShapeCache;
+  readonly limiter: Limiter;
+  readonly digestStats: DigestStats;
   /** a client proved a SCRAM secret: its ClientKey lets pooler log in to PostgreSQL as that user */
   rememberClientKey(group: PoolGroup, clientKey: Buffer): void;
   registerCancelKey(client: ClientConn): void;
@@ -102,7 +113,21 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
   readonly session = new SessionSettings();
   lastActivity = Date.now();
   /** what the server owes for what the client has sent, request by request */
-  private readonly replies = new Replies((bytes) => this.socket.write(bytes));
+  private readonly replies = new Replies(
+    (bytes) => this.socket.write(bytes),
+    (stat, slot, ok, rows, startedAt) => this.statementDone(stat, slot, ok, rows, startedAt),
+  );
+  /** the digest of each prepared statement and portal, for the Executes that run them */
+  private readonly shapesByName = new StatementShapes();
+  /** this client's (database, user) digest statistics */
+  private digestTable: DigestTable | null = null;
+  /** statements waiting for a rate-limit turn (they sit in the queue, in order) */
+  private gates = 0;
+  private readonly gateList = new Set<LimitGate>();
+  /** the gate limitStatement() made for the statement being inspected */
+  private pendingGate: LimitGate | null = null;
+  /** why limitStatement() refused the statement being inspected */
+  private rejectReason = '';
   /** named prepared statements, tracked in transaction and statement pooling (max_prepared_statements > 0) */
   private statements: ClientStatements | null = null;
   /** the session-only feature that ties this client to its server until it leaves */
@@ -178,7 +203,7 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
       this.scanner!.push(chunk);
       if (this.wantServer) {
         this.wantServer = false;
-        if (this.state === 'idle') this.requestServer();
+        if (this.state === 'idle' && !this.gatedAtHead()) this.requestServer();
       }
     } else {
       server.socket.cork();
@@ -354,14 +379,24 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
     if (r !== null && this.deferredBegin !== null && type !== Frontend.Flush && type !== Frontend.Terminate) this.resumeBegin(r);
     switch (type) {
       case Frontend.Query: {
-        if (r === null) return this.onQuery(msg);
+        const track = this.tracking();
+        if (r === null && !track) return this.onQuery(msg);
         const sql = msg.toString('utf8', 5, msg.length - 1);
-        const cmd = poolerCommand(sql);
-        if (cmd !== null) return this.runPoolerCommand(cmd, r);
-        const sr = r.classify(sql);
-        if (this.canDeferBegin(r, sr, sql)) return this.deferBegin(msg);
-        this.noteStatement(r, sr, this.unsynced);
-        return this.onQuery(msg, sql);
+        const shape = track ? this.host.shapes.shapeOf(sql) : null;
+        let sr: StatementRoute | null = null;
+        if (r !== null) {
+          const cmd = poolerCommand(sql);
+          if (cmd !== null) return this.runPoolerCommand(cmd, r);
+          sr = shape !== null ? r.classifyShape(shape, sql) : r.classify(sql);
+          if (this.canDeferBegin(r, sr, sql)) return this.deferBegin(msg);
+        }
+        const v = shape !== null ? this.limitStatement(shape) : ADMIT;
+        if (v === REJECT) return this.rejectQuery(this.rejectReason);
+        if (r !== null) this.noteStatement(r, sr!, this.unsynced);
+        const res = this.onQuery(msg, sql);
+        if (v === WAIT) return this.holdForTurn(res, msg, (m) => build.query(build.raiseSql(ErrorCodes.rateLimited.sqlstate, m)));
+        this.replies.settleNext(true);
+        return res;
       }
       case Frontend.FunctionCall:
         if (r !== null) this.noteStatement(r, FUNCTION_CALL, this.unsynced);
@@ -382,10 +417,12 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
         this.scanner!.stop();
         return false;
       case Frontend.Parse:
+        if (this.tracking()) this.shapeParse(msg);
         if (r !== null) this.routeParse(r, msg, this.unsynced);
         this.unsynced = true;
         return this.onParse(msg);
       case Frontend.Bind:
+        this.shapesByName.bound(msg);
         if (r !== null) this.noteStatement(r, r.bound(cstring(msg, msg.indexOf(0, 5) + 1)), this.unsynced);
         this.unsynced = true;
         if (this.statements) return this.statements.bind(msg);
@@ -396,11 +433,26 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
         if (this.statements) return this.statements.describe(msg);
         this.replies.push(Expect.Describe);
         return true;
-      case Frontend.Execute:
+      case Frontend.Execute: {
         this.unsynced = true;
-        this.replies.push(Expect.Execute);
+        const shape = this.shapesByName.executing(msg);
+        const v = shape !== null ? this.limitStatement(shape) : ADMIT;
+        if (v === REJECT) {
+          // The server refuses it in the Execute's place (and skips to Sync, aborting a transaction) as for its own error.
+          this.replies.push(Expect.Execute, null, 2);
+          return build.raiseExtended(ErrorCodes.rateLimited.sqlstate, this.rejectReason);
+        }
+        const seq = this.replies.push(Expect.Execute);
+        if (v === WAIT) {
+          return this.holdForTurn(true, msg, (m) => {
+            this.replies.patch(seq, Expect.Execute, null, 2);
+            return build.raiseExtended(ErrorCodes.rateLimited.sqlstate, m);
+          });
+        }
         return true;
+      }
       case Frontend.Close:
+        if (msg.length >= 7) this.shapesByName.closed(msg);
         if (r !== null && msg[5] === 0x53 /* S */) r.closed(cstring(msg, 6));
         this.unsynced = true;
         if (this.statements) return this.statements.close(msg);
@@ -409,6 +461,139 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
       default:
         return true; // Flush and COPY data: no reply of their own
     }
+  }
+
+  // ---- digests and rate limits --------------------------------------------------------------------------
+
+  /** Whether statements need their digest: for statistics or for rate-limit rules. */
+  private tracking(): boolean {
+    return this.host.digestStats.enabled || this.host.limiter.active;
+  }
+
+  /** A Parse: the statement's shape is kept under its name for the Executes that run it. */
+  private shapeParse(msg: Buffer): void {
+    const nameEnd = msg.indexOf(0, 5);
+    const qEnd = nameEnd < 0 ? -1 : msg.indexOf(0, nameEnd + 1);
+    if (qEnd < 0) return; // malformed: the server will say so
+    this.shapesByName.parsed(msg, this.host.shapes.shapeOf(msg.toString('utf8', nameEnd + 1, qEnd)));
+  }
+
+  private statOf(shape: Shape): DigestStat | null {
+    const ds = this.host.digestStats;
+    if (!ds.enabled) return null;
+    this.digestTable ??= ds.tableFor(this.database, this.user);
+    return ds.entry(this.digestTable, shape.id, shape.text, this.database, this.user);
+  }
+
+  /**
+   * The statement about to go out gets its statistics entry and faces its rate-limit rule. ADMIT: the reply
+   * that ends it settles both (Replies.nextStat / nextSlot). REJECT: rejectReason says why. WAIT: pendingGate
+   * holds it until the rule gives it a turn. Without a rule: one map miss, no allocation.
+   */
+  private limitStatement(shape: Shape): Verdict {
+    const stat = this.statOf(shape);
+    const limiter = this.host.limiter;
+    const rule = limiter.active ? limiter.find(shape.id, this.database, this.user) : null;
+    if (rule === null) {
+      this.replies.nextStat = stat;
+      return ADMIT;
+    }
+    const v = rule.check(performance.now());
+    if (v === ADMIT) {
+      this.replies.nextStat = stat;
+      this.replies.nextSlot = rule;
+    } else if (v === REJECT) {
+      if (stat !== null) {
+        if (rule.rule.block) stat.blocked++;
+        else stat.limited++;
+      }
+      this.rejectReason = rule.reason;
+      if (this.host.log.isLevelEnabled('debug')) this.host.log.debug({ client: this.id, digest: shape.id, rule: rule.rule.name }, rule.reason);
+    } else {
+      const gate = new LimitGate(rule, (g) => queueMicrotask(() => this.gateSettled(g)));
+      gate.stat = stat;
+      this.pendingGate = gate;
+      this.replies.nextStat = stat;
+      this.replies.nextSlot = gate;
+    }
+    return v;
+  }
+
+  /** A statement's reply ended it: its statistics, and its rate-limit turn back. */
+  private statementDone(stat: DigestStat | null, slot: LimitSlot | null, ok: boolean, rows: number, startedAt: number): void {
+    if (slot !== null) {
+      slot.release();
+      // A wait that ran out was refused, not run: it counts as limited (counted when it ran out), not as a call.
+      if (slot instanceof LimitGate && slot.refused) return;
+    }
+    if (stat !== null) stat.record(performance.now() - startedAt, rows, ok, this.routing?.node?.role === 'replica');
+  }
+
+  /** A simple Query refused by a rate-limit rule: answered by pooler when no server is involved, else by the server. */
+  private rejectQuery(message: string): false | Buffer {
+    const sqlstate = ErrorCodes.rateLimited.sqlstate;
+    if (this.server === null && this.queue.length === 0 && this.replies.length === 0 && !this.unsynced && this.gates === 0) {
+      // No server, so no transaction: the session is idle and stays so.
+      this.replies.push(Expect.Answered, { answer: Buffer.concat([build.errorResponse('ERROR', sqlstate, message), build.readyForQuery.I]) });
+      return false;
+    }
+    // Inside a transaction (or behind other requests): the server itself raises it, so its transaction is
+    // aborted exactly as the client is told.
+    this.replies.push(Expect.Query);
+    return build.query(build.raiseSql(sqlstate, message));
+  }
+
+  /**
+   * action = wait: what the statement sends waits in the queue behind its gate; reading from the client pauses
+   * until every gate is settled. `refuse` builds what replaces it if its wait runs out.
+   */
+  private holdForTurn(res: boolean | Outgoing, msg: Buffer, refuse: (message: string) => Buffer): boolean | Outgoing {
+    const gate = this.pendingGate!;
+    this.pendingGate = null;
+    if (res === false) {
+      // pooler answered it itself: nothing to hold back
+      this.replies.settleNext(true);
+      return false;
+    }
+    gate.item = res === true ? msg : res;
+    // A rewritten statement (SQL PREPARE/EXECUTE, DISCARD) expects its own replies: past max_wait_ms it runs anyway.
+    gate.replacement = Buffer.isBuffer(gate.item) ? refuse : null;
+    this.gates++;
+    this.gateList.add(gate);
+    gate.rule.enqueue(gate);
+    this.updateReading();
+    return gate;
+  }
+
+  /** A gate got its turn or ran out of time: what waited behind it may go. */
+  private gateSettled(gate: LimitGate): void {
+    if (!this.gateList.delete(gate)) return;
+    this.gates--;
+    if (gate.refused && gate.stat !== null) gate.stat.limited++;
+    if (this.state === 'closed') return;
+    if (this.gates === 0) this.updateReading();
+    const server = this.server;
+    if (server !== null) {
+      if (this.state === 'active' && !this.holding && !this.barrier && !this.rerouting && this.queue.length > 0) this.flushQueue();
+    } else if (this.state === 'idle' && this.queue.length > 0 && !this.gatedAtHead()) {
+      this.requestServer();
+    }
+  }
+
+  /** The first thing queued is a statement still waiting for its turn: no server is needed yet. */
+  private gatedAtHead(): boolean {
+    const q = this.queue[0];
+    return q instanceof LimitGate && !q.settled;
+  }
+
+  /** The client is gone or its batch failed: its waits are given up. */
+  private dropGates(): void {
+    const had = this.gates > 0;
+    for (const g of this.gateList) g.rule.cancel(g);
+    this.gateList.clear();
+    this.gates = 0;
+    this.pendingGate = null;
+    if (had) this.updateReading();
   }
 
   /** A simple Query: in transaction and statement pooling, look for what outlives the transaction. */
@@ -632,7 +817,7 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
 
   forward(bytes: Buffer): void {
     const server = this.server;
-    if (server && this.state === 'active' && this.queue.length === 0 && !this.holding && !this.barrier && !this.rerouting) {
+    if (server && this.state === 'active' && this.queue.length === 0 && !this.holding && !this.barrier && !this.rerouting && this.gates === 0) {
       if (!server.write(bytes)) this.pauseForDrain(server);
       return;
     }
@@ -648,7 +833,7 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
       return;
     }
     const server = this.server;
-    if (server && this.state === 'active' && this.queue.length === 0 && !this.holding && !this.barrier && !this.rerouting) {
+    if (server && this.state === 'active' && this.queue.length === 0 && !this.holding && !this.barrier && !this.rerouting && this.gates === 0) {
       const out: Buffer[] = [];
       r.run(server, out);
       if (out.length > 0 && !server.write(out.length === 1 ? out[0]! : Buffer.concat(out))) this.pauseForDrain(server);
@@ -806,6 +991,7 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
    */
   private failOwed(err: PoolerError): void {
     this.queue.length = 0;
+    this.dropGates();
     this.wantServer = false;
     this.rerouting = false;
     this.holding = false;
@@ -937,7 +1123,9 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
       const out: Buffer[] = [];
       let n = 0;
       while (n < this.queue.length && !this.barrier) {
-        const item = this.queue[n++]!;
+        const item = this.queue[n]!;
+        if (item instanceof LimitGate && !item.settled) break; // it and what follows wait for its turn
+        n++;
         if (Buffer.isBuffer(item)) out.push(item);
         else item.run(server, out);
       }
@@ -973,7 +1161,7 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
 
   private updateReading(): void {
     if (this.state === 'closed') return;
-    if (this.pausedForServer || this.pausedForDrain) this.socket.pause();
+    if (this.pausedForServer || this.pausedForDrain || this.gates > 0) this.socket.pause();
     else this.socket.resume();
   }
 
@@ -1123,6 +1311,7 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
     const wasLoggedIn = this.scanner !== null;
     this.state = 'closed';
     this.clearRouteWait();
+    this.dropGates();
     if (this.pinned !== null && this.group) this.group.pinnedClients--;
     this.scanner?.stop();
     if (this.loginTimer) clearTimeout(this.loginTimer);

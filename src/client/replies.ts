@@ -2,6 +2,15 @@
 // and answer some requests itself (ParseComplete, CloseComplete) at the exact place PostgreSQL would.
 
 import { Backend } from '../protocol/codes.ts';
+import type { DigestStat } from '../stats/digest-stats.ts';
+
+/** A rate-limit turn a statement holds until it finishes. */
+export interface LimitSlot {
+  release(): void;
+}
+
+/** Told when a tracked statement (a Query or an Execute with a digest stat or a limit slot) finishes. */
+export type StatementDone = (stat: DigestStat | null, slot: LimitSlot | null, ok: boolean, rows: number, startedAt: number) => void;
 
 /** What a request expects from the server. Plain numbers: the queue is a Uint8Array ring. */
 export const Expect = {
@@ -52,6 +61,16 @@ export class Replies {
   /** replies to messages pooler injected before this request ('1' or '3'), dropped as they come */
   private hidden = new Uint32Array(32);
   private hooks: (ReplyHooks | null)[] = new Array<ReplyHooks | null>(32).fill(null);
+  // Per-statement tracking (digest statistics, rate-limit slots): null on untracked entries.
+  private stats: (DigestStat | null)[] = new Array<DigestStat | null>(32).fill(null);
+  private slots: (LimitSlot | null)[] = new Array<LimitSlot | null>(32).fill(null);
+  private started = new Float64Array(32);
+  /** rows reported by the CommandCompletes of the tracked request at head so far */
+  private rows = 0;
+  /** the next Query or Execute pushed is this statement (set just before the push, consumed by it) */
+  nextStat: DigestStat | null = null;
+  nextSlot: LimitSlot | null = null;
+  private readonly done: StatementDone | null;
   private head = 0;
   private count = 0;
   /** sequence number of the entry at head (entries are addressed by sequence so later patches find them) */
@@ -65,8 +84,19 @@ export class Replies {
   /** bytes to send the client at once when an answered request reaches the head outside a server reply */
   private readonly emit: (bytes: Buffer) => void;
 
-  constructor(emit: (bytes: Buffer) => void) {
+  constructor(emit: (bytes: Buffer) => void, done: StatementDone | null = null) {
     this.emit = emit;
+    this.done = done;
+  }
+
+  /** A tracked statement that never reached push() (answered some other way): settle it now. */
+  settleNext(ok: boolean): void {
+    const stat = this.nextStat;
+    const slot = this.nextSlot;
+    if (stat === null && slot === null) return;
+    this.nextStat = null;
+    this.nextSlot = null;
+    this.done?.(stat, slot, ok, 0, performance.now());
   }
 
   get length(): number {
@@ -75,10 +105,12 @@ export class Replies {
 
   /** Queue what a request expects; returns its sequence number for a later patch(). */
   push(kind: ExpectKind, hooks: ReplyHooks | null = null, hidden = 0): number {
+    const tracked = (kind === Expect.Query || kind === Expect.Execute) && (this.nextStat !== null || this.nextSlot !== null);
     if (this.skipping) {
       if (kind !== Expect.Sync) {
         // PostgreSQL ignores this message: it will never be answered.
         if (hooks) settle(hooks, false, 0);
+        if (tracked) this.settleNext(false);
         return -1;
       }
       this.skipping = false;
@@ -88,6 +120,14 @@ export class Replies {
     this.kinds[i] = kind;
     this.hidden[i] = hidden;
     this.hooks[i] = hooks;
+    if (tracked) {
+      this.stats[i] = this.nextStat;
+      this.slots[i] = this.nextSlot;
+      this.started[i] = performance.now();
+      this.nextStat = null;
+      this.nextSlot = null;
+      if (this.count === 0) this.rows = 0;
+    }
     this.count++;
     if (kind === Expect.Query || kind === Expect.Sync) this.readyOwed++;
     const seq = this.headSeq + this.count - 1;
@@ -120,7 +160,11 @@ export class Replies {
 
   /** Forget everything (the server is gone). */
   clear(): void {
-    for (let n = 0; n < this.count; n++) this.hooks[(this.head + n) & (this.kinds.length - 1)] = null;
+    for (let n = 0; n < this.count; n++) {
+      const i = (this.head + n) & (this.kinds.length - 1);
+      this.hooks[i] = null;
+      this.finishTracked(i, false);
+    }
     this.head = 0;
     this.headSeq += this.count;
     this.count = 0;
@@ -185,6 +229,7 @@ export class Replies {
       case Backend.NoData:
         return kind === Expect.Describe ? this.complete(msg) : true;
       case Backend.CommandComplete: {
+        if (this.stats[i] !== null && !(h !== null && h.hideFirstComplete)) this.rows += commandRows(msg);
         if (kind === Expect.Execute) return this.complete(msg);
         if (kind === Expect.Query && h !== null) {
           if (h.hideFirstComplete) {
@@ -232,6 +277,8 @@ export class Replies {
     const kind = this.kinds[i]!;
     const hooks = this.hooks[i];
     this.hooks[i] = null;
+    const trackedOk = ok && !((kind === Expect.Query) && this.queryFailed);
+    this.finishTracked(i, trackedOk);
     this.head = (i + 1) & (this.kinds.length - 1);
     this.headSeq++;
     this.count--;
@@ -272,20 +319,41 @@ export class Replies {
     if (r instanceof Buffer) this.emit(r);
   }
 
+  /** Entry i is done: its statement statistics and limit slot are settled (and forgotten). */
+  private finishTracked(i: number, ok: boolean): void {
+    const stat = this.stats[i]!;
+    const slot = this.slots[i]!;
+    if (stat === null && slot === null) return;
+    this.stats[i] = null;
+    this.slots[i] = null;
+    const rows = this.rows;
+    this.rows = 0;
+    this.done?.(stat, slot, ok, rows, this.started[i]!);
+  }
+
   private grow(): void {
     const n = this.kinds.length;
     const kinds = new Uint8Array(n * 2);
     const hidden = new Uint32Array(n * 2);
     const hooks = new Array<ReplyHooks | null>(n * 2).fill(null);
+    const stats = new Array<DigestStat | null>(n * 2).fill(null);
+    const slots = new Array<LimitSlot | null>(n * 2).fill(null);
+    const started = new Float64Array(n * 2);
     for (let k = 0; k < this.count; k++) {
       const j = (this.head + k) & (n - 1);
       kinds[k] = this.kinds[j]!;
       hidden[k] = this.hidden[j]!;
       hooks[k] = this.hooks[j]!;
+      stats[k] = this.stats[j]!;
+      slots[k] = this.slots[j]!;
+      started[k] = this.started[j]!;
     }
     this.kinds = kinds;
     this.hidden = hidden;
     this.hooks = hooks;
+    this.stats = stats;
+    this.slots = slots;
+    this.started = started;
     this.head = 0;
   }
 }
@@ -300,4 +368,24 @@ function settle(hooks: ReplyHooks, ok: boolean, ran: number): void {
     hooks.failed?.();
     if (hooks.injected) hooks.injectedDone?.(ran);
   }
+}
+
+/**
+ * The row count of a CommandComplete tag: its last word when that is a number ("SELECT 5", "INSERT 0 5",
+ * "UPDATE 3", "COPY 10"); 0 for tags without one ("CREATE TABLE"). Reads bytes, allocates nothing.
+ */
+export function commandRows(msg: Buffer): number {
+  // type, length, tag, NUL
+  let end = msg.length - 1;
+  if (end > 5 && msg[end] === 0) end--;
+  let n = 0;
+  let scale = 1;
+  let i = end;
+  for (; i >= 5; i--) {
+    const c = msg[i]!;
+    if (c < 48 || c > 57) break;
+    n += (c - 48) * scale;
+    scale *= 10;
+  }
+  return i < end && i >= 5 && msg[i] === 32 ? n : 0;
 }

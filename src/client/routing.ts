@@ -8,6 +8,7 @@ import type { DatabaseTopology } from '../topology/database.ts';
 import type { NodeState } from '../topology/node.ts';
 import type { PoolGroup } from '../pool/group.ts';
 import type { Settings } from '../config/types.ts';
+import type { Shape } from '../sql/shapes.ts';
 
 const RANK = { read: 0, transaction: 1, session: 2, write: 3 } as const;
 const CLASS_OF_RANK = ['read', 'transaction', 'session', 'write'] as const;
@@ -64,6 +65,13 @@ export class ClientRouting {
   /** Class and hint of a statement's text; no allocation unless it carries a hint. */
   classify(sql: string): StatementRoute {
     const cached = this.cache.routeOf(sql);
+    const hint = leadingHint(sql);
+    return hint === null ? cached : { c: cached.c, hint };
+  }
+
+  /** The same for a statement whose shape is already known. */
+  classifyShape(shape: Shape, sql: string): StatementRoute {
+    const cached = this.cache.routeOfShape(shape, sql);
     const hint = leadingHint(sql);
     return hint === null ? cached : { c: cached.c, hint };
   }

@@ -1,10 +1,10 @@
-// Statement classes, cached: libpg-query's parse costs 30 µs for a simple SELECT and far more for an ORM's
-// 2 KB query, so each query shape is parsed once. The exact text is tried first (drivers repeat it verbatim),
-// then the digest, which folds literals so `WHERE id = 1` and `WHERE id = 2` share one entry.
+// Statement classes, cached on the query shape: libpg-query's parse costs 30 µs for a simple SELECT and far more
+// for an ORM's 2 KB query, so each shape is parsed once. Shapes are found by exact text, then by digest, which
+// folds literals so `WHERE id = 1` and `WHERE id = 2` share one entry (the same digest the rate limits use).
 
 import { classify, type Classification } from './classify.ts';
 import type { Hint } from './hints.ts';
-import { normalize } from '../sql/digest.ts';
+import type { Shape, ShapeCache } from '../sql/shapes.ts';
 
 /** A statement's class and its leading hint; cached entries carry no hint (comments fold out of the digest). */
 export interface StatementRoute {
@@ -12,19 +12,18 @@ export interface StatementRoute {
   hint: Hint | null;
 }
 
-/** Beyond these sizes a cache starts over: cheaper than LRU bookkeeping, and a workload's shapes refill it fast. */
-const MAX_TEXTS = 4096;
-const MAX_DIGESTS = 16384;
-/** Longer texts are only cached by digest, so the exact-text map cannot hold megabytes of SQL. */
-const MAX_TEXT_KEY = 4096;
-
 export class ClassCache {
-  private readonly byText = new Map<string, StatementRoute>();
-  private readonly byDigest = new Map<string, StatementRoute>();
+  readonly shapes: ShapeCache;
   private writeFunctions: ReadonlySet<string> = new Set();
   private writeFunctionsKey = '';
+  /** bumped when write_functions changes: classes of an older generation are computed again */
+  private gen = 1;
   hits = 0;
   misses = 0;
+
+  constructor(shapes: ShapeCache) {
+    this.shapes = shapes;
+  }
 
   /** write_functions changed (a reload): earlier answers may be wrong now. */
   setWriteFunctions(names: readonly string[]): void {
@@ -32,8 +31,7 @@ export class ClassCache {
     if (key === this.writeFunctionsKey) return;
     this.writeFunctionsKey = key;
     this.writeFunctions = new Set(names.map((n) => n.toLowerCase().slice(n.lastIndexOf('.') + 1)));
-    this.byText.clear();
-    this.byDigest.clear();
+    this.gen++;
   }
 
   classOf(sql: string): Classification {
@@ -42,25 +40,20 @@ export class ClassCache {
 
   /** The cached entry for the statement's shape, shared by every statement of that shape. */
   routeOf(sql: string): StatementRoute {
-    const exact = this.byText.get(sql);
-    if (exact !== undefined) {
-      this.hits++;
-      return exact;
-    }
-    const id = normalize(sql).id;
-    let e = this.byDigest.get(id);
-    if (e === undefined) {
+    return this.routeOfShape(this.shapes.shapeOf(sql), sql);
+  }
+
+  /** The same, for a shape already looked up (`sql` is one statement of it, parsed on a miss). */
+  routeOfShape(shape: Shape, sql: string): StatementRoute {
+    let r = shape.route;
+    if (r === null || shape.routeGen !== this.gen) {
       this.misses++;
-      e = { c: classify(sql, this.writeFunctions), hint: null };
-      if (this.byDigest.size >= MAX_DIGESTS) this.byDigest.clear();
-      this.byDigest.set(id, e);
+      r = { c: classify(sql, this.writeFunctions), hint: null };
+      shape.route = r;
+      shape.routeGen = this.gen;
     } else {
       this.hits++;
     }
-    if (sql.length <= MAX_TEXT_KEY) {
-      if (this.byText.size >= MAX_TEXTS) this.byText.clear();
-      this.byText.set(sql, e);
-    }
-    return e;
+    return r;
   }
 }

@@ -1,6 +1,7 @@
 // Unit tests for routing hints and pooler's own SET/SHOW commands, and the cached classifier in front of libpg-query.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { leadingHint, poolerCommand } from '../../src/routing/hints.ts';
+import { ShapeCache } from '../../src/sql/shapes.ts';
 import { ClassCache } from '../../src/routing/class-cache.ts';
 import { initClassifier } from '../../src/routing/classify.ts';
 
@@ -47,7 +48,7 @@ describe('ClassCache', () => {
   beforeAll(() => initClassifier());
 
   it('classifies once per shape: other literals hit the cache', () => {
-    const c = new ClassCache();
+    const c = new ClassCache(new ShapeCache());
     expect(c.classOf('SELECT * FROM t WHERE id = 1').cls).toBe('read');
     expect(c.classOf('SELECT * FROM t WHERE id = 2').cls).toBe('read');
     expect(c.classOf('select * from t where id = $1').cls).toBe('read');
@@ -57,7 +58,7 @@ describe('ClassCache', () => {
   });
 
   it('write_functions applies to cached shapes after a change', () => {
-    const c = new ClassCache();
+    const c = new ClassCache(new ShapeCache());
     expect(c.classOf('SELECT my_write(1)').cls).toBe('read');
     c.setWriteFunctions(['public.my_write']);
     expect(c.classOf('SELECT my_write(1)').cls).toBe('write');
