@@ -12,6 +12,10 @@ import { sweepStale, writeOwner } from '../cluster/sweep.ts';
 
 export interface PoolerProcess {
   port: number;
+  /** the metrics endpoint's port when the ini has a ${METRICS_PORT} token, else 0 */
+  metricsPort: number;
+  /** GET /metrics (throws unless the ini set metrics_port = ${METRICS_PORT}) */
+  metrics(): Promise<Metrics>;
   host: '127.0.0.1';
   pid: number;
   iniPath: string;
@@ -33,7 +37,7 @@ export interface PoolerProcess {
 }
 
 export interface StartPoolerOptions {
-  /** Full ini text; ${PORT} becomes a free port, ${DIR} the directory holding pooler.ini. */
+  /** Full ini text; ${PORT} becomes a free port, ${METRICS_PORT} another, ${DIR} the directory holding pooler.ini. */
   ini: string;
   /** Extra files written beside pooler.ini (e.g. userlist.txt), with the same substitutions. */
   files?: Record<string, string>;
@@ -91,9 +95,11 @@ export async function startPooler(opts: StartPoolerOptions): Promise<PoolerProce
     port = Number(m[1]);
   }
 
+  const metricsPort = opts.ini.includes('${METRICS_PORT}') ? await freePort() : 0;
   const dir = mkdtempSync(join(tmpdir(), DIR_PREFIX));
   writeOwner(dir);
-  const fill = (text: string) => text.replaceAll('${PORT}', String(port)).replaceAll('${DIR}', dir);
+  const fill = (text: string) =>
+    text.replaceAll('${PORT}', String(port)).replaceAll('${METRICS_PORT}', String(metricsPort)).replaceAll('${DIR}', dir);
   const iniPath = join(dir, 'pooler.ini');
   writeFileSync(iniPath, fill(opts.ini));
   for (const [name, text] of Object.entries(opts.files ?? {})) writeFileSync(join(dir, name), fill(text));
@@ -160,6 +166,13 @@ export async function startPooler(opts: StartPoolerOptions): Promise<PoolerProce
   let stopping: Promise<number | null> | undefined;
   const proc: PoolerProcess = {
     port,
+    metricsPort,
+    async metrics() {
+      if (metricsPort === 0) throw new Error('this pooler has no metrics port: put metrics_port = ${METRICS_PORT} in its ini');
+      const res = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
+      if (res.status !== 200) throw new Error(`GET /metrics: HTTP ${res.status}`);
+      return new Metrics(await res.text());
+    },
     host: '127.0.0.1',
     pid,
     iniPath,
@@ -237,7 +250,7 @@ export async function startPooler(opts: StartPoolerOptions): Promise<PoolerProce
       await proc.stop();
       throw new Error(`pooler exited (code ${code}) before listening on 127.0.0.1:${port}; output:\n${output}`);
     }
-    if (await tcpReachable(port)) return proc;
+    if ((await tcpReachable(port)) && (metricsPort === 0 || (await tcpReachable(metricsPort)))) return proc;
     if (Date.now() > deadline) {
       await proc.stop();
       throw new Error(`pooler did not listen on 127.0.0.1:${port} within ${READY_TIMEOUT_MS} ms; output:\n${output}`);
@@ -249,4 +262,37 @@ export async function startPooler(opts: StartPoolerOptions): Promise<PoolerProce
 /** Stops every pooler this process started and has not stopped yet. */
 export async function stopAllPoolers(): Promise<void> {
   await Promise.all([...running].map((p) => p.stop()));
+}
+
+/** A parsed Prometheus text exposition: sample values by metric name and labels. */
+export class Metrics {
+  readonly text: string;
+  readonly samples: { name: string; labels: Record<string, string>; value: number }[] = [];
+
+  constructor(text: string) {
+    this.text = text;
+    for (const line of text.split('\n')) {
+      if (line === '' || line.startsWith('#')) continue;
+      const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+      if (!m) throw new Error(`unparsable metrics line: ${line}`);
+      const labels: Record<string, string> = {};
+      const re = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g;
+      for (let l = re.exec(m[2] ?? ''); l !== null; l = re.exec(m[2] ?? '')) {
+        labels[l[1]!] = l[2]!.replace(/\\n/g, '\n').replace(/\\(.)/g, '$1');
+      }
+      this.samples.push({ name: m[1]!, labels, value: Number(m[3]) });
+    }
+  }
+
+  /** Samples of a metric whose labels include `match`. */
+  all(name: string, match: Record<string, string> = {}): { labels: Record<string, string>; value: number }[] {
+    return this.samples.filter((s) => s.name === name && Object.entries(match).every(([k, v]) => s.labels[k] === v));
+  }
+
+  /** The one sample of a metric with these labels; undefined if there is none. Throws if several match. */
+  value(name: string, match: Record<string, string> = {}): number | undefined {
+    const found = this.all(name, match);
+    if (found.length > 1) throw new Error(`${found.length} samples of ${name} match ${JSON.stringify(match)}`);
+    return found[0]?.value;
+  }
 }
