@@ -83,6 +83,8 @@ const inspectTypes = (() => {
 })();
 /** Startup parameters that are not session settings. */
 const notSettings = new Set(['user', 'database', 'options', 'replication']);
+/** What a client may send behind a statement waiting for its rate-limit turn before reading pauses (backpressure). */
+const GATED_READ_LIMIT = 256 * 1024;
 
 type Outgoing = Buffer | StatementOp;
 
@@ -123,6 +125,19 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
   private digestTable: DigestTable | null = null;
   /** statements waiting for a rate-limit turn (they sit in the queue, in order) */
   private gates = 0;
+  /** bytes queued behind them: reading goes on (so a client that leaves is noticed) up to GATED_READ_LIMIT */
+  private gatedBytes = 0;
+  /**
+   * Where the current extended-protocol batch starts in the queue while none of it has reached a server, else -1:
+   * an Execute that must wait for its turn holds its whole batch back, so no server is taken while it waits.
+   */
+  private batchStart = -1;
+  /**
+   * The batch being read (with no server yet) prepares or binds a statement a rate-limit rule governs: no server
+   * is asked for until its Execute has faced the rule (or a Sync or Flush ends the wait for one), so that a
+   * statement that must wait for its turn is still wholly queued and can be held back with its batch.
+   */
+  private batchHeld = false;
   private readonly gateList = new Set<LimitGate>();
   /** the gate limitStatement() made for the statement being inspected */
   private pendingGate: LimitGate | null = null;
@@ -201,7 +216,7 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
     const server = this.server;
     if (server === null) {
       this.scanner!.push(chunk);
-      if (this.wantServer) {
+      if (this.wantServer && !this.batchHeld) {
         this.wantServer = false;
         if (this.state === 'idle' && !this.gatedAtHead()) this.requestServer();
       }
@@ -377,6 +392,10 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
     this.localBatch = false;
     const r = this.routing;
     if (r !== null && this.deferredBegin !== null && type !== Frontend.Flush && type !== Frontend.Terminate) this.resumeBegin(r);
+    if (type === Frontend.Flush) this.batchHeld = false;
+    if (!this.unsynced && type !== Frontend.Query && type !== Frontend.Sync && type !== Frontend.Terminate) {
+      this.batchStart = this.server === null ? this.queue.length : -1;
+    }
     switch (type) {
       case Frontend.Query: {
         const track = this.tracking();
@@ -404,6 +423,7 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
         return true;
       case Frontend.Sync:
         this.unsynced = false;
+        this.batchHeld = false;
         this.statements?.synced();
         if (local && this.server === null && this.queue.length === 0) {
           // No server, so no transaction: idle.
@@ -417,12 +437,12 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
         this.scanner!.stop();
         return false;
       case Frontend.Parse:
-        if (this.tracking()) this.shapeParse(msg);
+        if (this.tracking()) this.holdIfLimited(this.shapeParse(msg));
         if (r !== null) this.routeParse(r, msg, this.unsynced);
         this.unsynced = true;
         return this.onParse(msg);
       case Frontend.Bind:
-        this.shapesByName.bound(msg);
+        this.holdIfLimited(this.shapesByName.bound(msg));
         if (r !== null) this.noteStatement(r, r.bound(cstring(msg, msg.indexOf(0, 5) + 1)), this.unsynced);
         this.unsynced = true;
         if (this.statements) return this.statements.bind(msg);
@@ -435,6 +455,7 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
         return true;
       case Frontend.Execute: {
         this.unsynced = true;
+        this.batchHeld = false;
         const shape = this.shapesByName.executing(msg);
         const v = shape !== null ? this.limitStatement(shape) : ADMIT;
         if (v === REJECT) {
@@ -471,11 +492,19 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
   }
 
   /** A Parse: the statement's shape is kept under its name for the Executes that run it. */
-  private shapeParse(msg: Buffer): void {
+  private shapeParse(msg: Buffer): Shape | null {
     const nameEnd = msg.indexOf(0, 5);
     const qEnd = nameEnd < 0 ? -1 : msg.indexOf(0, nameEnd + 1);
-    if (qEnd < 0) return; // malformed: the server will say so
-    this.shapesByName.parsed(msg, this.host.shapes.shapeOf(msg.toString('utf8', nameEnd + 1, qEnd)));
+    if (qEnd < 0) return null; // malformed: the server will say so
+    const shape = this.host.shapes.shapeOf(msg.toString('utf8', nameEnd + 1, qEnd));
+    this.shapesByName.parsed(msg, shape);
+    return shape;
+  }
+
+  /** See batchHeld. One map lookup, and only while no server is attached. */
+  private holdIfLimited(shape: Shape | null): void {
+    if (shape === null || this.server !== null || !this.host.limiter.active) return;
+    if (this.host.limiter.find(shape.id, this.database, this.user) !== null) this.batchHeld = true;
   }
 
   private statOf(shape: Shape): DigestStat | null {
@@ -544,8 +573,8 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
   }
 
   /**
-   * action = wait: what the statement sends waits in the queue behind its gate; reading from the client pauses
-   * until every gate is settled. `refuse` builds what replaces it if its wait runs out.
+   * action = wait: what the statement sends waits in the queue behind its gate. Reading from the client goes
+   * on, so a client that leaves gives up its place at once, until GATED_READ_LIMIT bytes are queued behind it. `refuse` builds what replaces it if its wait runs out.
    */
   private holdForTurn(res: boolean | Outgoing, msg: Buffer, refuse: (message: string) => Buffer): boolean | Outgoing {
     const gate = this.pendingGate!;
@@ -556,13 +585,25 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
       return false;
     }
     gate.item = res === true ? msg : res;
+    gate.holdsBatch = msg[0] === Frontend.Execute;
     // A rewritten statement (SQL PREPARE/EXECUTE, DISCARD) expects its own replies: past max_wait_ms it runs anyway.
     gate.replacement = Buffer.isBuffer(gate.item) ? refuse : null;
     this.gates++;
     this.gateList.add(gate);
     gate.rule.enqueue(gate);
-    this.updateReading();
     return gate;
+  }
+
+  /**
+   * A waiting Execute takes the messages of its batch queued before it (Parse, Bind, Describe) into its gate,
+   * so they reach a server with it: otherwise a server would be taken, and its backend show the statement as
+   * active, for the whole wait. Not when part of the batch went out already, or another gate is among them.
+   */
+  private holdBatch(gate: LimitGate): void {
+    const start = this.batchStart;
+    if (this.server !== null || start < 0 || start >= this.queue.length) return;
+    for (let i = start; i < this.queue.length; i++) if (this.queue[i] instanceof LimitGate) return;
+    gate.before = this.queue.splice(start);
   }
 
   /** A gate got its turn or ran out of time: what waited behind it may go. */
@@ -571,7 +612,10 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
     this.gates--;
     if (gate.refused && gate.stat !== null) gate.stat.limited++;
     if (this.state === 'closed') return;
-    if (this.gates === 0) this.updateReading();
+    if (this.gates === 0) {
+      this.gatedBytes = 0;
+      this.updateReading();
+    }
     const server = this.server;
     if (server !== null) {
       if (this.state === 'active' && !this.holding && !this.barrier && !this.rerouting && this.queue.length > 0) this.flushQueue();
@@ -592,6 +636,7 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
     for (const g of this.gateList) g.rule.cancel(g);
     this.gateList.clear();
     this.gates = 0;
+    this.gatedBytes = 0;
     this.pendingGate = null;
     if (had) this.updateReading();
   }
@@ -822,6 +867,7 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
       return;
     }
     this.queue.push(bytes);
+    if (this.gates > 0) this.gatedBytes += bytes.length;
     // Asked for once the whole chunk is scanned, so that all of it goes to the server in one write.
     if (this.state === 'idle') this.wantServer = true;
   }
@@ -839,6 +885,8 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
       if (out.length > 0 && !server.write(out.length === 1 ? out[0]! : Buffer.concat(out))) this.pauseForDrain(server);
       return;
     }
+    // The scanner queues the batch's messages before the Execute (one slice) just before handing over its gate.
+    if (r instanceof LimitGate && r.holdsBatch) this.holdBatch(r);
     this.queue.push(r);
     if (this.state === 'idle') this.wantServer = true;
   }
@@ -991,6 +1039,8 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
    */
   private failOwed(err: PoolerError): void {
     this.queue.length = 0;
+    this.batchStart = -1;
+    this.batchHeld = false;
     this.dropGates();
     this.wantServer = false;
     this.rerouting = false;
@@ -1130,6 +1180,7 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
         else item.run(server, out);
       }
       this.queue.splice(0, n);
+      if (n > 0) this.batchStart = -1;
       if (out.length > 0 && !server.write(out.length === 1 ? out[0]! : Buffer.concat(out))) this.pauseForDrain(server);
     }
     if (wasPaused) this.updateReading();
@@ -1161,7 +1212,7 @@ export class ClientConn implements ScanSink<Outgoing>, ServerPeer {
 
   private updateReading(): void {
     if (this.state === 'closed') return;
-    if (this.pausedForServer || this.pausedForDrain || this.gates > 0) this.socket.pause();
+    if (this.pausedForServer || this.pausedForDrain || (this.gates > 0 && this.gatedBytes > GATED_READ_LIMIT)) this.socket.pause();
     else this.socket.resume();
   }
 

@@ -14,6 +14,10 @@ export class LimitGate implements LimitWaiter, LimitSlot, GateItem {
   timer: NodeJS.Timeout | null = null;
   settled = false;
   admitted = false;
+  /** an Execute: the messages of its batch queued before it are to be held back with it */
+  holdsBatch = false;
+  /** what the client queued before the statement in the same batch, held back with it (see ClientConn.holdBatch) */
+  before: (Buffer | GateItem)[] | null = null;
   /** the statement's message (or rewritten form) to send once admitted */
   item: Buffer | GateItem | null = null;
   /** what to send instead when the wait runs out: a statement that fails with the limit's error on the server */
@@ -53,6 +57,12 @@ export class LimitGate implements LimitWaiter, LimitSlot, GateItem {
   }
 
   run(server: ServerConn, out: Buffer[]): void {
+    if (this.before !== null) {
+      for (const b of this.before) {
+        if (Buffer.isBuffer(b)) out.push(b);
+        else b.run(server, out);
+      }
+    }
     if (this.message === '') {
       const item = this.item!;
       if (Buffer.isBuffer(item)) out.push(item);

@@ -22,16 +22,16 @@ export class StatementShapes {
     this.statements.set(name, shape);
   }
 
-  /** Bind: the portal runs the statement's shape. Empty names (the usual case) cost no string. */
-  bound(msg: Buffer): void {
+  /** Bind: the portal runs the statement's shape, which is returned. Empty names (the usual case) cost no string. */
+  bound(msg: Buffer): Shape | null {
     const portalEnd = msg.indexOf(0, 5);
-    if (portalEnd < 0) return;
+    if (portalEnd < 0) return null;
     const stmtEnd = msg.indexOf(0, portalEnd + 1);
-    if (stmtEnd < 0) return;
+    if (stmtEnd < 0) return null;
     const shape = stmtEnd === portalEnd + 1 ? this.unnamedStatement : (this.statements.get(msg.toString('utf8', portalEnd + 1, stmtEnd)) ?? null);
     if (portalEnd === 5) {
       this.unnamedPortal = shape;
-      return;
+      return shape;
     }
     const portal = msg.toString('utf8', 5, portalEnd);
     if (shape === null) this.portals.delete(portal);
@@ -39,6 +39,7 @@ export class StatementShapes {
       if (this.portals.size >= MAX_NAMED && !this.portals.has(portal)) this.portals.clear();
       this.portals.set(portal, shape);
     }
+    return shape;
   }
 
   /** Execute: the shape its portal runs, or null. */
