@@ -19,6 +19,8 @@ export interface PoolerProcess {
   host: '127.0.0.1';
   pid: number;
   iniPath: string;
+  /** the ini text as given to startPooler (tokens not yet substituted) */
+  iniTemplate: string;
   dir: string;
   /** Everything the process wrote to stdout and stderr so far, in arrival order. */
   logs(): string;
@@ -176,6 +178,7 @@ export async function startPooler(opts: StartPoolerOptions): Promise<PoolerProce
     host: '127.0.0.1',
     pid,
     iniPath,
+    iniTemplate: opts.ini,
     dir,
     logs: () => output,
     waitForLog(pred, timeoutMs = 10_000) {

@@ -18,6 +18,8 @@ export interface PoolerSetup {
   appExtra?: string;
   /** userlist.txt content; default trusts `postgres` */
   userlist?: string;
+  /** ini text appended after `[pooler]` (e.g. `[rate_limit.NAME]` sections) */
+  extra?: string;
 }
 
 /** The ini text for a pooler in front of `cluster.primary`, database `app` → PostgreSQL database `postgres`. */
@@ -45,6 +47,7 @@ export function poolerIni(cluster: Cluster, setup: PoolerSetup = {}): string {
     '[pooler]',
     ...Object.entries(settings).map(([k, v]) => `${k} = ${v}`),
     '',
+    ...(setup.extra ? [setup.extra, ''] : []),
   ].join('\n');
 }
 
