@@ -88,7 +88,9 @@ export class Pooler implements ClientHost {
       const m = new MetricsServer(this.log);
       registerDigestMetrics(m.registry, { digestStats: this.digestStats, limiter: this.limiter, topDigests: () => this.config.settings.metrics_top_digests });
       this.metrics = m;
-      await m.listen(s.metrics_addr, s.metrics_port);
+      await m.listen(s.metrics_addr, s.metrics_port).catch((e: Error) => {
+        throw new Error(`metrics endpoint ${s.metrics_addr}:${s.metrics_port}: ${e.message}`);
+      });
     }
     return addr;
   }
